@@ -1,0 +1,334 @@
+"""Every ``OBO_`` configuration key: its type, default and validation, read once at init_app.
+
+Errors are ``ConfigError`` (a ``RuntimeError``) whose message names the key, what was wrong
+and what to set instead, so a misconfigured app fails at start, not at its first request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = ["DEFAULTS", "MULTI_TENANT_SEGMENTS", "ConfigError", "DownstreamApi", "OboConfig"]
+
+# Authority segments that stand for "any tenant": tokens carry the caller's own tid.
+MULTI_TENANT_SEGMENTS = frozenset({"common", "organizations"})
+
+DEFAULTS: dict[str, Any] = {
+    "OBO_AUTHORITY": None,
+    "OBO_CLIENT_ID": None,
+    "OBO_AUDIENCES": None,  # None: the client id and api://<client id>
+    "OBO_ALLOWED_TENANTS": None,  # None: the authority's own tenant
+    "OBO_ACCEPTED_TOKEN_VERSIONS": ("1.0", "2.0"),
+    "OBO_CLOCK_SKEW": 300,
+    "OBO_ALGORITHMS": ("RS256",),
+    "OBO_MAX_TOKEN_BYTES": 16384,
+    "OBO_CA_BUNDLE": None,
+    "OBO_REALM": None,  # None: the first audience
+    "OBO_PUBLIC_ENDPOINTS": (),
+    "OBO_HTTP_TIMEOUT": 10.0,
+    "OBO_METADATA_REFRESH_INTERVAL": 12 * 3600,
+    "OBO_JWKS_MIN_REFETCH_INTERVAL": 300,
+    "OBO_VALIDATED_TOKEN_CACHE_SIZE": 10_000,
+    "OBO_CLIENT_SECRET": None,
+    "OBO_CLIENT_CERTIFICATE": None,
+    "OBO_CLIENT_ASSERTION": None,
+    "OBO_DOWNSTREAM_APIS": {},
+    "OBO_CACHE": None,  # None: in-process; or a dict of Flask-Caching CACHE_* settings
+    "OBO_CACHE_KEY_PREFIX": "flask_obo:",
+    "OBO_CACHE_ENCRYPTION_KEY": None,
+    "OBO_CACHE_EXPIRY_MARGIN": 60,
+    "OBO_CACHE_REFRESH_AHEAD": 300,
+    "OBO_CACHE_LOCK_TIMEOUT": 10.0,
+    "OBO_DOWNSTREAM_TIMEOUT": 30.0,
+    "OBO_DOWNSTREAM_RETRIES": 2,
+}
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
+class ConfigError(RuntimeError):
+    """A configuration value that flask-obo cannot work with; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class DownstreamApi:
+    """One entry of ``OBO_DOWNSTREAM_APIS``."""
+
+    name: str
+    scopes: tuple[str, ...]
+    base_url: str | None = None
+    timeout: float = 30.0
+    retries: int = 2
+    app_only: bool = False
+
+
+@dataclass(frozen=True)
+class OboConfig:
+    """The validated ``OBO_`` settings of one app."""
+
+    authority: str  # https://host/<tenant>, no trailing slash, no /v2.0
+    instance: str  # https://host
+    tenant: str  # the authority's tenant segment (a GUID, a domain, common, organizations)
+    client_id: str
+    audiences: frozenset[str]
+    allowed_tenants: frozenset[str] | None  # None: any ("*")
+    accepted_versions: frozenset[str]
+    clock_skew: int
+    algorithms: tuple[str, ...]
+    max_token_bytes: int
+    ca_bundle: str | None
+    realm: str
+    public_endpoints: frozenset[str]
+    http_timeout: float
+    metadata_refresh_interval: float
+    jwks_min_refetch_interval: float
+    validated_cache_size: int
+    client_secret: str | None = field(repr=False)
+    client_certificate: Mapping[str, Any] | None = field(repr=False)
+    client_assertion: Callable[[], str] | str | None = field(repr=False)
+    downstream_apis: Mapping[str, DownstreamApi]
+    cache: Mapping[str, Any] | None
+    cache_key_prefix: str
+    cache_encryption_keys: tuple[bytes, ...] = field(repr=False)
+    cache_expiry_margin: int
+    cache_refresh_ahead: int
+    cache_lock_timeout: float
+    downstream_timeout: float
+    downstream_retries: int
+
+    @property
+    def is_multi_tenant(self) -> bool:
+        return self.tenant.lower() in MULTI_TENANT_SEGMENTS
+
+    @property
+    def has_credential(self) -> bool:
+        return bool(self.client_secret or self.client_certificate or self.client_assertion)
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any]) -> OboConfig:
+        get = _Getter(config)
+        authority, instance, tenant = _parse_authority(get.raw("OBO_AUTHORITY"))
+        client_id = get.str("OBO_CLIENT_ID", required=True, hint="the Application (client) ID "
+                            "of this API's app registration")
+        assert client_id is not None
+        audiences = get.str_list("OBO_AUDIENCES") or (client_id, f"api://{client_id}")
+        allowed = _allowed_tenants(get.str_list("OBO_ALLOWED_TENANTS"), tenant)
+        versions = get.str_list("OBO_ACCEPTED_TOKEN_VERSIONS") or ()
+        if not versions or not set(versions) <= {"1.0", "2.0"}:
+            raise ConfigError(
+                f"OBO_ACCEPTED_TOKEN_VERSIONS={versions!r} is not valid: list '1.0', '2.0' or both."
+            )
+        algorithms = get.str_list("OBO_ALGORITHMS") or ()
+        bad = [a for a in algorithms if not re.fullmatch(r"(RS|PS|ES)(256|384|512)", a)]
+        if not algorithms or bad:
+            raise ConfigError(
+                f"OBO_ALGORITHMS contains {bad or 'nothing'}: only asymmetric algorithms "
+                "(RS256, PS256, ES256, ...) are allowed; 'none' and HS* never are."
+            )
+        ca_bundle = get.str("OBO_CA_BUNDLE")
+        if ca_bundle is not None and not os.path.isfile(ca_bundle):
+            raise ConfigError(f"OBO_CA_BUNDLE={ca_bundle!r} is not a readable file: give the "
+                              "path of a PEM file with the CA certificate(s) to trust.")
+        secret = get.str("OBO_CLIENT_SECRET")
+        certificate = get.raw("OBO_CLIENT_CERTIFICATE")
+        if certificate is not None and not isinstance(certificate, Mapping):
+            raise ConfigError(
+                "OBO_CLIENT_CERTIFICATE must be a dict: {'private_key': <path or PEM>, "
+                "'certificate': <path or PEM>} or {'pfx': <path>, 'password': ...}, "
+                "optionally with 'send_x5c': True."
+            )
+        assertion = get.raw("OBO_CLIENT_ASSERTION")
+        if assertion is not None and not (callable(assertion) or isinstance(assertion, str)):
+            raise ConfigError("OBO_CLIENT_ASSERTION must be a callable returning a signed JWT, or "
+                              "the path of a file holding one (e.g. AZURE_FEDERATED_TOKEN_FILE).")
+        downstream_timeout = get.number("OBO_DOWNSTREAM_TIMEOUT", minimum=0.1)
+        downstream_retries = int(get.number("OBO_DOWNSTREAM_RETRIES", minimum=0))
+        apis = _downstream_apis(get.raw("OBO_DOWNSTREAM_APIS"), downstream_timeout,
+                                downstream_retries)
+        cache = get.raw("OBO_CACHE")
+        if cache is not None and not isinstance(cache, Mapping):
+            raise ConfigError("OBO_CACHE must be a dict of Flask-Caching settings, e.g. "
+                              "{'CACHE_TYPE': 'RedisCache', 'CACHE_REDIS_URL': 'redis://...'}, "
+                              "or None for the in-process cache.")
+        realm = get.str("OBO_REALM")
+        return cls(
+            authority=authority,
+            instance=instance,
+            tenant=tenant,
+            client_id=client_id,
+            audiences=frozenset(audiences),
+            allowed_tenants=allowed,
+            accepted_versions=frozenset(versions),
+            clock_skew=int(get.number("OBO_CLOCK_SKEW", minimum=0, maximum=3600)),
+            algorithms=tuple(algorithms),
+            max_token_bytes=int(get.number("OBO_MAX_TOKEN_BYTES", minimum=512)),
+            ca_bundle=ca_bundle,
+            realm=realm if realm is not None else f"api://{client_id}",
+            public_endpoints=frozenset(get.str_list("OBO_PUBLIC_ENDPOINTS") or ()),
+            http_timeout=get.number("OBO_HTTP_TIMEOUT", minimum=0.1),
+            metadata_refresh_interval=get.number("OBO_METADATA_REFRESH_INTERVAL", minimum=1),
+            jwks_min_refetch_interval=get.number("OBO_JWKS_MIN_REFETCH_INTERVAL", minimum=0),
+            validated_cache_size=int(get.number("OBO_VALIDATED_TOKEN_CACHE_SIZE", minimum=0)),
+            client_secret=secret,
+            client_certificate=certificate,
+            client_assertion=assertion,
+            downstream_apis=apis,
+            cache=cache,
+            cache_key_prefix=get.str("OBO_CACHE_KEY_PREFIX") or "",
+            cache_encryption_keys=_encryption_keys(get.raw("OBO_CACHE_ENCRYPTION_KEY")),
+            cache_expiry_margin=int(get.number("OBO_CACHE_EXPIRY_MARGIN", minimum=0)),
+            cache_refresh_ahead=int(get.number("OBO_CACHE_REFRESH_AHEAD", minimum=0)),
+            cache_lock_timeout=get.number("OBO_CACHE_LOCK_TIMEOUT", minimum=0.1),
+            downstream_timeout=downstream_timeout,
+            downstream_retries=downstream_retries,
+        )
+
+
+class _Getter:
+    """Typed reads of the app config with errors that name the key."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self._config = config
+
+    def raw(self, key: str) -> Any:
+        return self._config.get(key, DEFAULTS[key])
+
+    def str(self, key: str, *, required: bool = False, hint: str = "") -> str | None:
+        value = self.raw(key)
+        if value is None or value == "":
+            if required:
+                raise ConfigError(f"{key} is not set: set it to {hint}.")
+            return None
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, not {type(value).__name__}.")
+        return value.strip()
+
+    def str_list(self, key: str) -> tuple[str, ...] | None:
+        value = self.raw(key)
+        if value is None:
+            return None
+        if isinstance(value, str):  # also accept "a, b" or "a b" from environment variables
+            value = [v for v in re.split(r"[\s,]+", value) if v]
+        if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} must be a list of strings, not {value!r}.")
+        return tuple(v.strip() for v in value)
+
+    def number(self, key: str, *, minimum: float | None = None,
+               maximum: float | None = None) -> float:
+        value = self.raw(key)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be a number, not {value!r}.") from None
+        if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+            raise ConfigError(f"{key}={value!r} is out of range [{minimum}, {maximum}].")
+        return number
+
+
+def _parse_authority(value: Any) -> tuple[str, str, str]:
+    example = "https://login.microsoftonline.com/<tenant-id>"
+    if not value or not isinstance(value, str):
+        raise ConfigError(f"OBO_AUTHORITY is not set: set it to {example} (your Directory "
+                          "(tenant) ID), or .../organizations for a multi-tenant API.")
+    parts = urlsplit(value.strip())
+    segments = [s for s in parts.path.split("/") if s]
+    if segments and segments[-1].lower() == "v2.0":
+        segments = segments[:-1]
+    if parts.scheme != "https" or not parts.netloc or len(segments) != 1:
+        raise ConfigError(f"OBO_AUTHORITY={value!r} is not an authority URL: use {example}.")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"OBO_AUTHORITY={value!r} must not have a query or fragment.")
+    instance = f"https://{parts.netloc}"
+    return f"{instance}/{segments[0]}", instance, segments[0]
+
+
+def _allowed_tenants(listed: tuple[str, ...] | None, tenant: str) -> frozenset[str] | None:
+    multi = tenant.lower() in MULTI_TENANT_SEGMENTS
+    if listed is None:
+        if multi:
+            raise ConfigError(
+                f"OBO_AUTHORITY is multi-tenant ('{tenant}'), so OBO_ALLOWED_TENANTS is required: "
+                "list the tenant IDs whose users may call this API, or ['*'] to allow any."
+            )
+        # Single tenant: tid must be the authority's own (checked only if it is a GUID;
+        # a domain-named tenant is pinned by the issuer instead).
+        return frozenset({tenant.lower()}) if _GUID.match(tenant) else None
+    if "*" in listed:
+        return None
+    bad = [t for t in listed if not _GUID.match(t)]
+    if bad:
+        raise ConfigError(f"OBO_ALLOWED_TENANTS has {bad!r}: list tenant IDs (GUIDs) or '*'.")
+    return frozenset(t.lower() for t in listed)
+
+
+def _downstream_apis(value: Any, timeout: float, retries: int) -> dict[str, DownstreamApi]:
+    if not value:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError("OBO_DOWNSTREAM_APIS must be a dict: {'graph': {'base_url': "
+                          "'https://graph.microsoft.com/v1.0', 'scopes': ['User.Read']}}.")
+    apis: dict[str, DownstreamApi] = {}
+    for name, spec in value.items():
+        where = f"OBO_DOWNSTREAM_APIS[{name!r}]"
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{where} must be a dict with 'scopes' and optionally 'base_url'.")
+        unknown = set(spec) - {"scopes", "base_url", "timeout", "retries", "app_only"}
+        if unknown:
+            raise ConfigError(f"{where} has unknown keys {sorted(unknown)}: use scopes, "
+                              "base_url, timeout, retries, app_only.")
+        scopes = spec.get("scopes")
+        if isinstance(scopes, str):
+            scopes = scopes.split()
+        if not scopes or not all(isinstance(s, str) and s for s in scopes):
+            raise ConfigError(f"{where}['scopes'] must list the downstream API's scopes, e.g. "
+                              "['api://<downstream-client-id>/read'] or ['User.Read'].")
+        base_url = spec.get("base_url")
+        if base_url is not None and (not isinstance(base_url, str)
+                                     or urlsplit(base_url).scheme not in ("https", "http")):
+            raise ConfigError(f"{where}['base_url'] must be an http(s) URL, not {base_url!r}.")
+        try:
+            api_timeout = float(spec.get("timeout", timeout))
+            api_retries = int(spec.get("retries", retries))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: timeout and retries must be numbers.") from None
+        apis[str(name)] = DownstreamApi(
+            name=str(name),
+            scopes=tuple(scopes),
+            base_url=base_url.rstrip("/") + "/" if base_url else None,
+            timeout=api_timeout,
+            retries=api_retries,
+            app_only=bool(spec.get("app_only", False)),
+        )
+    return apis
+
+
+def _encryption_keys(value: Any) -> tuple[bytes, ...]:
+    if value is None or value == "" or value == []:
+        return ()
+    items = [value] if isinstance(value, (str, bytes)) else value
+    if not isinstance(items, Sequence):
+        raise ConfigError("OBO_CACHE_ENCRYPTION_KEY must be a key or a list of keys.")
+    keys = []
+    for index, item in enumerate(items):
+        raw: bytes | None = None
+        if isinstance(item, (str, bytes)):
+            text = item.decode("ascii", "replace") if isinstance(item, bytes) else item
+            try:
+                raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            except (binascii.Error, ValueError):
+                raw = None
+        if raw is None or len(raw) != 32:
+            raise ConfigError(
+                f"OBO_CACHE_ENCRYPTION_KEY[{index}] is not 32 bytes in URL-safe base64: make one "
+                "with  python -c \"import os,base64;print(base64.urlsafe_b64encode("
+                "os.urandom(32)).decode())\""
+            )
+        keys.append(raw)
+    return tuple(keys)

@@ -1,0 +1,231 @@
+"""The errors a client of a flask-obo API receives, as werkzeug HTTPExceptions.
+
+Each carries its own RFC 6750 ``WWW-Authenticate`` header and an RFC 9457
+``application/problem+json`` body, so it renders correctly even where an app's error handlers
+are bypassed. An app can replace the rendering with ``FlaskOBO(error_renderer=...)``.
+Nothing here ever holds a token: descriptions are short, fixed phrases.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from flask import current_app, has_app_context
+from werkzeug.exceptions import HTTPException
+from werkzeug.sansio.response import Response as SansIOResponse
+from werkzeug.wrappers import Response
+
+__all__ = [
+    "ClaimsChallenge",
+    "ConsentRequired",
+    "IdentityProviderUnavailable",
+    "InsufficientScope",
+    "InvalidToken",
+    "MissingToken",
+    "OboError",
+    "UpstreamAuthError",
+    "bearer_challenge",
+]
+
+PROBLEM_TYPE_BASE = "https://flask-obo.readthedocs.io/errors/"
+_UNSAFE = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')  # RFC 6750 section 3 quoted values
+
+
+def _quote(value: str) -> str:
+    return _UNSAFE.sub("", value)[:300]
+
+
+def bearer_challenge(params: Mapping[str, str | None]) -> str:
+    """``Bearer k="v", ...`` with values cleaned to the characters RFC 6750 allows."""
+    parts = [f'{k}="{_quote(v)}"' for k, v in params.items() if v is not None]
+    return "Bearer " + ", ".join(parts)
+
+
+class OboError(HTTPException):
+    """Base class: an HTTP error with a problem+json body and an optional Bearer challenge."""
+
+    code = 500
+    title = "Error"
+    #: RFC 6750 error code for WWW-Authenticate; None: no error attribute.
+    error: str | None = None
+    #: whether the response carries a Bearer challenge.
+    challenge = True
+
+    def __init__(
+        self,
+        description: str | None = None,
+        *,
+        reason: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(description)
+        #: a short machine-readable code (e.g. "expired"): for signals, logs and the body.
+        self.reason = reason
+        self.extra: dict[str, Any] = dict(extra or {})
+        self.extra_headers: dict[str, str] = dict(headers or {})
+
+    def challenge_params(self) -> dict[str, str | None]:
+        realm = ""
+        if has_app_context():
+            state = current_app.extensions.get("obo")
+            realm = getattr(getattr(state, "config", None), "realm", "") or ""
+        params: dict[str, str | None] = {"realm": realm}
+        if self.error:
+            params["error"] = self.error
+            params["error_description"] = self.description
+        return params
+
+    def problem(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": PROBLEM_TYPE_BASE + (self.error or self.title.lower().replace(" ", "_")),
+            "title": self.title,
+            "status": self.code,
+            "detail": self.description,
+        }
+        if self.error:
+            body["error"] = self.error
+        if self.reason:
+            body["reason"] = self.reason
+        body.update(self.extra)
+        return body
+
+    def get_headers(
+        self, environ: Any = None, scope: Any = None
+    ) -> list[tuple[str, str]]:
+        headers = [("Content-Type", "application/problem+json")]
+        if self.challenge:
+            headers.append(("WWW-Authenticate", bearer_challenge(self.challenge_params())))
+        headers.extend(self.extra_headers.items())
+        return headers
+
+    def get_body(self, environ: Any = None, scope: Any = None) -> str:
+        return json.dumps(self.problem())
+
+    def get_response(
+        self, environ: Any = None, scope: Any = None
+    ) -> SansIOResponse:
+        if has_app_context():
+            state = current_app.extensions.get("obo")
+            renderer = getattr(state, "error_renderer", None)
+            if renderer is not None:
+                rendered: SansIOResponse = renderer(self)
+                return rendered
+        return Response(self.get_body(), self.code, self.get_headers())
+
+
+class MissingToken(OboError):
+    """401 with a bare challenge (RFC 6750 section 3.1: no error code when no token came)."""
+
+    code = 401
+    title = "Unauthorized"
+    description = "This API needs a bearer access token in the Authorization header."
+
+    def challenge_params(self) -> dict[str, str | None]:
+        return {"realm": super().challenge_params()["realm"]}
+
+
+class InvalidToken(OboError):
+    code = 401
+    title = "Invalid token"
+    error = "invalid_token"
+    description = "The access token is invalid."
+
+
+class InsufficientScope(OboError):
+    code = 403
+    title = "Insufficient scope"
+    error = "insufficient_scope"
+    description = "The access token lacks the scope or role this resource needs."
+
+    def __init__(self, description: str | None = None, *, scopes: Iterable[str] = (),
+                 roles: Iterable[str] = (), **kwargs: Any) -> None:
+        super().__init__(description, **kwargs)
+        self.scopes = tuple(scopes)
+        self.roles = tuple(roles)
+        if self.scopes:
+            self.extra.setdefault("required_scopes", list(self.scopes))
+        if self.roles:
+            self.extra.setdefault("required_roles", list(self.roles))
+
+    def challenge_params(self) -> dict[str, str | None]:
+        params = super().challenge_params()
+        if self.scopes:
+            params["scope"] = " ".join(self.scopes)
+        return params
+
+
+class ClaimsChallenge(OboError):
+    """401 asking the client to sign the user in again with a claims challenge (MFA, CA, CAE)."""
+
+    code = 401
+    title = "Additional claims required"
+    error = "insufficient_claims"
+    description = "The user must sign in again to satisfy a policy of the downstream API."
+
+    def __init__(self, description: str | None = None, *, claims: str,
+                 authorization_uri: str, **kwargs: Any) -> None:
+        super().__init__(description, **kwargs)
+        self.claims = claims  # the claims JSON, as Entra returned it
+        self.authorization_uri = authorization_uri
+        self.extra.setdefault("claims", claims)
+
+    def challenge_params(self) -> dict[str, str | None]:
+        params = super().challenge_params()
+        encoded = base64.b64encode(self.claims.encode()).decode()
+        return {"realm": "", "authorization_uri": self.authorization_uri,
+                "error": params["error"], "error_description": params["error_description"],
+                "claims": encoded}
+
+
+class ConsentRequired(OboError):
+    """403: the user or an admin has not consented to the downstream scopes."""
+
+    code = 403
+    title = "Consent required"
+    error = "insufficient_scope"
+    description = "Consent to the downstream API's scopes is missing."
+
+    def __init__(self, description: str | None = None, *, scopes: Iterable[str],
+                 consent_uri: str, **kwargs: Any) -> None:
+        super().__init__(description, reason=kwargs.pop("reason", "consent_required"), **kwargs)
+        self.scopes = tuple(scopes)
+        self.consent_uri = consent_uri
+        self.extra.setdefault("scopes", list(self.scopes))
+        self.extra.setdefault("consent_uri", consent_uri)
+        self.extra.setdefault("proposed_action", "consent")
+
+    def challenge_params(self) -> dict[str, str | None]:
+        params = super().challenge_params()
+        # Microsoft.Identity.Web's form, so its clients' consent handling works unchanged.
+        params.update({"consentUri": self.consent_uri, "scopes": " ".join(self.scopes),
+                       "proposedAction": "consent"})
+        return params
+
+
+class IdentityProviderUnavailable(OboError):
+    """503: the identity provider failed or is unreachable; retry later. Nothing was cached."""
+
+    code = 503
+    title = "Identity provider unavailable"
+    challenge = False
+    description = "The identity provider could not be reached; try again shortly."
+
+    def __init__(self, description: str | None = None, *, retry_after: int = 5,
+                 **kwargs: Any) -> None:
+        super().__init__(description, **kwargs)
+        self.retry_after = max(1, int(retry_after))
+        self.extra_headers.setdefault("Retry-After", str(self.retry_after))
+
+
+class UpstreamAuthError(OboError):
+    """502: the identity provider refused this API itself (its credential or registration)."""
+
+    code = 502
+    title = "Upstream authentication failed"
+    challenge = False
+    description = "This API could not obtain a token for the downstream API."

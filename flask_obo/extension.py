@@ -1,0 +1,151 @@
+"""``FlaskOBO``: registration, per-app state and the blueprint that guards every request."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from flask import Blueprint, Flask, current_app, request
+from werkzeug.sansio.response import Response as SansIOResponse
+
+from ._http import PinnedTrustSession, build_session
+from .config import DEFAULTS, ConfigError, OboConfig
+
+if TYPE_CHECKING:
+    from flask_caching import Cache
+
+    from .errors import OboError
+    from .obo import TokenAcquirer
+    from .validation import TokenValidator
+
+__all__ = ["FlaskOBO", "OboState", "get_state", "public"]
+
+log = logging.getLogger("flask_obo")
+
+F = TypeVar("F", bound=Callable[..., Any])
+ErrorRenderer = Callable[["OboError"], SansIOResponse]
+
+_PUBLIC_ATTR = "_flask_obo_public"
+
+
+def public(view: F) -> F:
+    """Mark a view as needing no token (health checks, discovery documents)."""
+    setattr(view, _PUBLIC_ATTR, True)
+    return view
+
+
+@dataclass(eq=False)
+class OboState:
+    """Everything flask-obo keeps for one app, in ``app.extensions["obo"]``."""
+
+    config: OboConfig
+    http: PinnedTrustSession  # pooled, trusts OBO_CA_BUNDLE; for the authority and MSAL
+    validator: TokenValidator
+    acquirer: TokenAcquirer | None = None  # None: a validation-only API (no credential)
+    error_renderer: ErrorRenderer | None = None
+    public_blueprints: set[str] = field(default_factory=set)
+
+
+def get_state(app: Flask | None = None) -> OboState:
+    """The app's flask-obo state; a clear RuntimeError where FlaskOBO was never initialised."""
+    app = app or current_app
+    try:
+        state: OboState = app.extensions["obo"]
+    except KeyError:
+        raise RuntimeError(
+            "flask-obo is not initialised on this app: call FlaskOBO(app) or obo.init_app(app)."
+        ) from None
+    return state
+
+
+class FlaskOBO:
+    """Protects a Flask app's views with Entra ID bearer tokens and calls APIs on the user's behalf.
+
+    One object may serve several apps (app factories, tests); nothing app-specific is kept on it.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        cache: Cache | None = None,
+        error_renderer: ErrorRenderer | None = None,
+    ) -> None:
+        self._cache = cache
+        self._error_renderer = error_renderer
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        if "obo" in app.extensions:
+            raise RuntimeError(
+                "FlaskOBO is already registered on this app: call init_app once per app."
+            )
+        for key, value in DEFAULTS.items():
+            app.config.setdefault(key, value)
+        config = OboConfig.from_mapping(app.config)
+        if config.downstream_apis and not config.has_credential:
+            raise ConfigError(
+                "OBO_DOWNSTREAM_APIS is set but the app has no credential: set OBO_CLIENT_SECRET, "
+                "OBO_CLIENT_CERTIFICATE or OBO_CLIENT_ASSERTION."
+            )
+        http = build_session(config.ca_bundle)
+
+        from .obo import create_acquirer
+        from .validation import create_validator
+
+        state = OboState(
+            config=config,
+            http=http,
+            validator=create_validator(config, http),
+            error_renderer=self._error_renderer,
+        )
+        # Credentials are loaded (and refused) here, not at the first request.
+        state.acquirer = create_acquirer(app, config, http, self._cache)
+        app.extensions["obo"] = state
+        app.register_blueprint(_blueprint())
+        from .cli import obo_cli
+
+        if "obo" not in app.cli.commands:
+            app.cli.add_command(obo_cli)
+
+    @staticmethod
+    def exempt(blueprints: Iterable[Blueprint | str], app: Flask | None = None) -> None:
+        """Make whole blueprints public (no token needed)."""
+        state = get_state(app)
+        for bp in blueprints:
+            state.public_blueprints.add(bp if isinstance(bp, str) else bp.name)
+
+
+def _is_public(state: OboState) -> bool:
+    if request.method == "OPTIONS":  # CORS preflight never carries credentials
+        return True
+    endpoint = request.endpoint
+    if endpoint is None:  # no route matched: challenge anyway, so 404s reveal nothing
+        return False
+    if endpoint == "static" or endpoint.endswith(".static"):
+        return True
+    if endpoint in state.config.public_endpoints:
+        return True
+    if request.blueprint and set(request.blueprints) & state.public_blueprints:
+        return True
+    view = current_app.view_functions.get(endpoint)
+    return bool(getattr(view, _PUBLIC_ATTR, False))
+
+
+def _guard() -> None:
+    state = get_state()
+    if _is_public(state):
+        return
+    from .context import verify_token_in_request
+
+    verify_token_in_request()
+
+
+def _blueprint() -> Blueprint:
+    # A fresh blueprint per app keeps registration independent between apps.
+    bp = Blueprint("obo", __name__)
+    bp.before_app_request(_guard)
+    return bp

@@ -1,0 +1,1 @@
+"""Offline Microsoft Entra ID emulator (work in progress)."""

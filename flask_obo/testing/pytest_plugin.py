@@ -1,0 +1,1 @@
+"""pytest plugin for the Entra emulator (work in progress)."""
