@@ -36,10 +36,10 @@ class PinnedTrustSession(requests.Session):
         stream: bool | None,
         verify: bool | str | None,
         cert: Any,
-    ) -> dict[str, Any]:
-        settings: dict[str, Any] = super().merge_environment_settings(
+    ) -> Any:
+        settings = super().merge_environment_settings(
             url,  # type: ignore[arg-type]
-            proxies,  # type: ignore[arg-type]
+            proxies,
             stream,
             verify,
             cert,

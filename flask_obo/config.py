@@ -115,7 +115,7 @@ class OboConfig:
     def from_mapping(cls, config: Mapping[str, Any]) -> OboConfig:
         get = _Getter(config)
         authority, instance, tenant = _parse_authority(get.raw("OBO_AUTHORITY"))
-        client_id = get.str("OBO_CLIENT_ID", required=True, hint="the Application (client) ID "
+        client_id = get.text("OBO_CLIENT_ID", required=True, hint="the Application (client) ID "
                             "of this API's app registration")
         assert client_id is not None
         audiences = get.str_list("OBO_AUDIENCES") or (client_id, f"api://{client_id}")
@@ -132,11 +132,11 @@ class OboConfig:
                 f"OBO_ALGORITHMS contains {bad or 'nothing'}: only asymmetric algorithms "
                 "(RS256, PS256, ES256, ...) are allowed; 'none' and HS* never are."
             )
-        ca_bundle = get.str("OBO_CA_BUNDLE")
+        ca_bundle = get.text("OBO_CA_BUNDLE")
         if ca_bundle is not None and not os.path.isfile(ca_bundle):
             raise ConfigError(f"OBO_CA_BUNDLE={ca_bundle!r} is not a readable file: give the "
                               "path of a PEM file with the CA certificate(s) to trust.")
-        secret = get.str("OBO_CLIENT_SECRET")
+        secret = get.text("OBO_CLIENT_SECRET")
         certificate = get.raw("OBO_CLIENT_CERTIFICATE")
         if certificate is not None and not isinstance(certificate, Mapping):
             raise ConfigError(
@@ -157,7 +157,7 @@ class OboConfig:
             raise ConfigError("OBO_CACHE must be a dict of Flask-Caching settings, e.g. "
                               "{'CACHE_TYPE': 'RedisCache', 'CACHE_REDIS_URL': 'redis://...'}, "
                               "or None for the in-process cache.")
-        realm = get.str("OBO_REALM")
+        realm = get.text("OBO_REALM")
         return cls(
             authority=authority,
             instance=instance,
@@ -181,7 +181,7 @@ class OboConfig:
             client_assertion=assertion,
             downstream_apis=apis,
             cache=cache,
-            cache_key_prefix=get.str("OBO_CACHE_KEY_PREFIX") or "",
+            cache_key_prefix=get.text("OBO_CACHE_KEY_PREFIX") or "",
             cache_encryption_keys=_encryption_keys(get.raw("OBO_CACHE_ENCRYPTION_KEY")),
             cache_expiry_margin=int(get.number("OBO_CACHE_EXPIRY_MARGIN", minimum=0)),
             cache_refresh_ahead=int(get.number("OBO_CACHE_REFRESH_AHEAD", minimum=0)),
@@ -200,7 +200,7 @@ class _Getter:
     def raw(self, key: str) -> Any:
         return self._config.get(key, DEFAULTS[key])
 
-    def str(self, key: str, *, required: bool = False, hint: str = "") -> str | None:
+    def text(self, key: str, *, required: bool = False, hint: str = "") -> str | None:
         value = self.raw(key)
         if value is None or value == "":
             if required:

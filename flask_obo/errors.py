@@ -12,12 +12,16 @@ import base64
 import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast, overload
 
 from flask import current_app, has_app_context
 from werkzeug.exceptions import HTTPException
 from werkzeug.sansio.response import Response as SansIOResponse
 from werkzeug.wrappers import Response
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+    from werkzeug.wrappers.request import Request as WSGIRequest
 
 __all__ = [
     "ClaimsChallenge",
@@ -95,7 +99,7 @@ class OboError(HTTPException):
         return body
 
     def get_headers(
-        self, environ: Any = None, scope: Any = None
+        self, environ: WSGIEnvironment | None = None, scope: dict[str, Any] | None = None
     ) -> list[tuple[str, str]]:
         headers = [("Content-Type", "application/problem+json")]
         if self.challenge:
@@ -103,18 +107,29 @@ class OboError(HTTPException):
         headers.extend(self.extra_headers.items())
         return headers
 
-    def get_body(self, environ: Any = None, scope: Any = None) -> str:
+    def get_body(
+        self, environ: WSGIEnvironment | None = None, scope: dict[str, Any] | None = None
+    ) -> str:
         return json.dumps(self.problem())
 
+    @overload
     def get_response(
-        self, environ: Any = None, scope: Any = None
-    ) -> SansIOResponse:
+        self, environ: WSGIEnvironment | WSGIRequest | None = ..., scope: None = None
+    ) -> Response: ...
+    @overload
+    def get_response(
+        self, environ: None = None, scope: dict[str, Any] = ...
+    ) -> SansIOResponse: ...
+    def get_response(
+        self,
+        environ: WSGIEnvironment | WSGIRequest | None = None,
+        scope: dict[str, Any] | None = None,
+    ) -> Response | SansIOResponse:
         if has_app_context():
             state = current_app.extensions.get("obo")
             renderer = getattr(state, "error_renderer", None)
             if renderer is not None:
-                rendered: SansIOResponse = renderer(self)
-                return rendered
+                return cast(Response, renderer(self))
         return Response(self.get_body(), self.code, self.get_headers())
 
 

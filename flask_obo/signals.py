@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask.signals import Namespace
+from blinker import Namespace
 
 __all__ = ["downstream_token_acquired", "obo_failed", "token_rejected", "token_validated"]
 
