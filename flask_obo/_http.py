@@ -38,8 +38,8 @@ class PinnedTrustSession(requests.Session):
         cert: Any,
     ) -> Any:
         settings = super().merge_environment_settings(
-            url,  # type: ignore[arg-type]
-            proxies,
+            url,
+            proxies,  # type: ignore[arg-type]
             stream,
             verify,
             cert,
