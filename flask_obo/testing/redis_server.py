@@ -66,7 +66,7 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> RedisServer:
         if self.running:
             return self
-        self._process = subprocess.Popen(
+        self._process = subprocess.Popen(  # noqa: S603 (a fixed argv, no shell)
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", self._dir.name, "--save", "", "--appendonly", "no",
              "--protected-mode", "yes", "--loglevel", "warning"],

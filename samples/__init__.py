@@ -1,0 +1,1 @@
+"""Samples: a client, a middle-tier API and a downstream API, runnable offline."""
