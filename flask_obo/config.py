@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "OBO_CACHE_EXPIRY_MARGIN": 60,
     "OBO_CACHE_REFRESH_AHEAD": 300,
     "OBO_CACHE_LOCK_TIMEOUT": 10.0,
+    "OBO_CACHE_LOCAL_SIZE": 4096,  # decoded entries kept in-process in front of the backend
     "OBO_DOWNSTREAM_TIMEOUT": 30.0,
     "OBO_DOWNSTREAM_RETRIES": 2,
 }
@@ -100,6 +101,7 @@ class OboConfig:
     cache_expiry_margin: int
     cache_refresh_ahead: int
     cache_lock_timeout: float
+    cache_local_size: int
     downstream_timeout: float
     downstream_retries: int
 
@@ -186,6 +188,7 @@ class OboConfig:
             cache_expiry_margin=int(get.number("OBO_CACHE_EXPIRY_MARGIN", minimum=0)),
             cache_refresh_ahead=int(get.number("OBO_CACHE_REFRESH_AHEAD", minimum=0)),
             cache_lock_timeout=get.number("OBO_CACHE_LOCK_TIMEOUT", minimum=0.1),
+            cache_local_size=int(get.number("OBO_CACHE_LOCAL_SIZE", minimum=0)),
             downstream_timeout=downstream_timeout,
             downstream_retries=downstream_retries,
         )

@@ -28,6 +28,7 @@ __all__ = [
     "ConsentRequired",
     "IdentityProviderUnavailable",
     "InsufficientScope",
+    "InvalidRequest",
     "InvalidToken",
     "MissingToken",
     "OboError",
@@ -142,6 +143,15 @@ class MissingToken(OboError):
 
     def challenge_params(self) -> dict[str, str | None]:
         return {"realm": super().challenge_params()["realm"]}
+
+
+class InvalidRequest(OboError):
+    """400: a malformed Authorization header (RFC 6750 section 3.1, invalid_request)."""
+
+    code = 400
+    title = "Invalid request"
+    error = "invalid_request"
+    description = "The Authorization header is malformed."
 
 
 class InvalidToken(OboError):

@@ -1,0 +1,109 @@
+"""One call per key at a time within a process: concurrent callers wait for the leader's result.
+
+Concurrent cache misses for one user and scope set would otherwise each go to the identity
+provider. The leader runs the call; followers block on an event (bounded by ``timeout``) and
+receive the same result or the same error. Background refreshes join the same flights, so a
+request that misses while a refresh-ahead is in progress waits for it instead of duplicating it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, TypeVar
+
+__all__ = ["FlightTimeout", "SingleFlight"]
+
+T = TypeVar("T")
+log = logging.getLogger("flask_obo.cache")
+
+
+class FlightTimeout(Exception):
+    """A follower gave up waiting for the leader's result."""
+
+
+class _Flight(Generic[T]):
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+
+class SingleFlight(Generic[T]):
+    """Deduplicates concurrent calls by key, and runs fire-and-forget refreshes in a small pool."""
+
+    def __init__(self, *, background_workers: int = 2) -> None:
+        self._lock = threading.Lock()
+        self._flights: dict[str, _Flight[T]] = {}
+        self._workers = background_workers
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_pid = 0
+
+    def in_flight(self, key: str) -> bool:
+        return key in self._flights
+
+    def run(self, key: str, call: Callable[[], T], *, timeout: float) -> tuple[T, bool]:
+        """``(result, led)``: ``led`` is False when the result came from another caller's call."""
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            if not flight.done.wait(timeout):
+                raise FlightTimeout(key)
+            if flight.error is not None:
+                raise flight.error
+            return flight.result, False  # type: ignore[return-value]
+        try:
+            flight.result = call()
+            return flight.result, True
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                self._flights.pop(key, None)
+            flight.done.set()
+
+    def start_in_background(self, key: str, call: Callable[[], T]) -> bool:
+        """Run ``call`` as the leader of ``key`` in a worker thread, unless ``key`` is in flight.
+
+        Returns whether a call was started. Errors are the call's own to handle and log.
+        """
+        if key in self._flights:
+            return False
+        executor = self._pool()
+
+        def task() -> None:
+            with contextlib.suppress(Exception):  # the call reports its own failures
+                self.run(key, call, timeout=0)
+
+        try:
+            executor.submit(task)
+        except RuntimeError:  # interpreter or pool shutting down
+            return False
+        return True
+
+    def _pool(self) -> ThreadPoolExecutor:
+        # Threads do not survive fork (gunicorn preload): a child builds its own pool.
+        pid = os.getpid()
+        if self._executor is None or self._executor_pid != pid:
+            with self._lock:
+                if self._executor is None or self._executor_pid != pid:
+                    self._executor = ThreadPoolExecutor(
+                        max_workers=self._workers, thread_name_prefix="flask-obo-refresh")
+                    self._executor_pid = pid
+        return self._executor
+
+    def close(self) -> None:
+        """Wait for background refreshes to finish and release their threads."""
+        executor, self._executor = self._executor, None
+        if executor is not None and self._executor_pid == os.getpid():
+            executor.shutdown(wait=True)

@@ -1,0 +1,343 @@
+"""The configured authority's OpenID metadata and signing keys: fetched, cached and refreshed.
+
+Nothing is fetched at ``init_app``: an identity provider that is down when the app starts must
+not stop it from starting. The first request that needs keys fetches them (one request at a
+time; the others wait for it); until that works, requests get a 503 and a retry is attempted
+at most every few seconds. After that, requests never wait on the network for known keys:
+
+- metadata and keys are refreshed in a background thread every
+  ``OBO_METADATA_REFRESH_INTERVAL`` seconds; a failed refresh keeps the keys already held;
+- a key id never seen before triggers an immediate JWKS refetch (key rotation without a
+  restart), but at most one such forced refetch per ``OBO_JWKS_MIN_REFETCH_INTERVAL``, so a
+  flood of tokens with random key ids cannot become a flood of JWKS requests.
+
+Keys are turned into joserfc key objects once per fetch, never per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from joserfc.jwk import ECKey, Key, RSAKey
+
+from ._http import PinnedTrustSession
+from .config import OboConfig
+from .errors import IdentityProviderUnavailable
+
+__all__ = ["Authority", "AuthorityError", "Metadata", "UnknownSigningKey"]
+
+log = logging.getLogger("flask_obo.authority")
+
+TENANT_PLACEHOLDER = "{tenantid}"
+_MAX_DOCUMENT_BYTES = 1 << 20  # a JWKS is a few kB; refuse anything absurd
+_FAILED_REFRESH_RETRY = 60.0  # seconds between background attempts while the authority fails
+_INITIAL_RETRY = 5.0  # at most one initial fetch per this many seconds while it fails
+# Public members only: a JWKS that (wrongly) carries private parts must not make us hold them.
+_PUBLIC_MEMBERS = {"RSA": ("n", "e"), "EC": ("crv", "x", "y")}
+
+
+class AuthorityError(Exception):
+    """The authority's metadata or keys could not be fetched; the message says what to fix."""
+
+
+class UnknownSigningKey(Exception):
+    """The token's key id is not in the authority's key set (even after a refetch)."""
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """One consistent snapshot of the authority: issuers per token version and the keys."""
+
+    #: token version ("1.0"/"2.0") -> issuer, possibly holding ``{tenantid}`` (multi-tenant).
+    issuers: Mapping[str, str]
+    jwks_uri: str
+    keys: Mapping[str, Key]  # kid -> key, public parts only
+    generation: int  # bumped whenever the key set changes
+    fingerprint: frozenset[tuple[str, str]]  # (kid, RFC 7638 thumbprint)
+
+
+class Authority:
+    """Discovery and JWKS of one authority, shared by every request of one app."""
+
+    def __init__(
+        self,
+        config: OboConfig,
+        http: PinnedTrustSession,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._http = http
+        self._clock = clock
+        self._metadata: Metadata | None = None
+        self._lock = threading.Lock()  # serialises fetches (single flight)
+        self._flag_lock = threading.Lock()  # guards _refreshing only; never held across I/O
+        self._refresh_due = math.inf  # monotonic time of the next scheduled refresh
+        self._refreshing = False
+        self._initial_retry_at = 0.0
+        self._last_forced_refetch = -math.inf
+        self._last_error: str | None = None
+
+    # -- reading -------------------------------------------------------------------------
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever the key set changes (0 before the first fetch)."""
+        metadata = self._metadata
+        return metadata.generation if metadata is not None else 0
+
+    @property
+    def metadata(self) -> Metadata | None:
+        """The current snapshot, or None if nothing was fetched yet."""
+        return self._metadata
+
+    def issuer(self, version: str, tenant_id: str) -> str | None:
+        """The exact issuer a token of ``version`` from ``tenant_id`` must carry."""
+        metadata = self._require_metadata()
+        template = metadata.issuers.get(version)
+        if template is None:
+            return None
+        # Entra's rule for multi-tenant authorities: the template's {tenantid} is the token's tid.
+        return template.replace(TENANT_PLACEHOLDER, tenant_id)
+
+    def signing_key(self, kid: str) -> Key:
+        """The key for ``kid``; refetches the JWKS once for an unknown kid (rate-limited).
+
+        Raises UnknownSigningKey, or IdentityProviderUnavailable if no keys were ever fetched.
+        """
+        metadata = self._require_metadata()
+        key = metadata.keys.get(kid)
+        if key is not None:
+            return key
+        if self._clock() - self._last_forced_refetch >= self._config.jwks_min_refetch_interval:
+            self._forced_refetch(kid)
+            metadata = self._require_metadata()
+            key = metadata.keys.get(kid)
+            if key is not None:
+                return key
+        raise UnknownSigningKey
+
+    def tick(self) -> None:
+        """Start a background refresh if one is due; costs one comparison when none is."""
+        if self._clock() >= self._refresh_due:
+            self._start_background_refresh()
+
+    # -- fetching ------------------------------------------------------------------------
+
+    def refresh(self) -> Metadata:
+        """Fetch discovery and the JWKS now (blocking). Raises AuthorityError on failure."""
+        with self._lock:
+            return self._fetch_locked()
+
+    def _require_metadata(self) -> Metadata:
+        metadata = self._metadata
+        if metadata is not None:
+            if self._clock() >= self._refresh_due:
+                self._start_background_refresh()
+            return metadata
+        return self._initial_fetch()
+
+    def _initial_fetch(self) -> Metadata:
+        with self._lock:
+            if self._metadata is not None:  # another thread fetched while we waited
+                return self._metadata
+            now = self._clock()
+            if now < self._initial_retry_at:
+                raise self._unavailable(self._initial_retry_at - now)
+            try:
+                return self._fetch_locked()
+            except AuthorityError as exc:
+                delay = min(_INITIAL_RETRY, self._config.jwks_min_refetch_interval)
+                self._initial_retry_at = self._clock() + delay
+                log.error("flask-obo: cannot load the authority's metadata: %s", exc)
+                raise self._unavailable(delay) from None
+
+    def _unavailable(self, retry_after: float) -> IdentityProviderUnavailable:
+        return IdentityProviderUnavailable(
+            "The signing keys of the identity provider are not available yet; try again shortly.",
+            reason="authority_unavailable",
+            retry_after=max(1, math.ceil(retry_after)),
+        )
+
+    def _forced_refetch(self, kid: str) -> None:
+        with self._lock:
+            metadata = self._metadata
+            if metadata is not None and kid in metadata.keys:
+                return  # a concurrent refetch already brought it
+            now = self._clock()
+            if now - self._last_forced_refetch < self._config.jwks_min_refetch_interval:
+                return  # a concurrent request used the allowance
+            self._last_forced_refetch = now
+            try:
+                self._fetch_locked(discovery=metadata is None)
+            except AuthorityError as exc:
+                log.warning("flask-obo: JWKS refetch for an unknown key id failed; keeping the "
+                            "keys held: %s", exc)
+
+    def _start_background_refresh(self) -> None:
+        with self._flag_lock:
+            if self._refreshing or self._clock() < self._refresh_due:
+                return
+            self._refreshing = True
+        thread = threading.Thread(target=self._background_refresh, name="flask-obo-metadata",
+                                  daemon=True)
+        thread.start()
+
+    def _background_refresh(self) -> None:
+        try:
+            with self._lock:
+                self._fetch_locked()
+        except AuthorityError as exc:
+            retry = min(self._config.metadata_refresh_interval, _FAILED_REFRESH_RETRY)
+            self._refresh_due = self._clock() + retry
+            log.warning("flask-obo: metadata refresh failed; keeping the keys held and retrying "
+                        "in %.0f s: %s", retry, exc)
+        except Exception:  # a daemon thread must never die silently with the schedule stuck
+            self._refresh_due = self._clock() + _FAILED_REFRESH_RETRY
+            log.exception("flask-obo: unexpected error while refreshing metadata")
+        finally:
+            with self._flag_lock:
+                self._refreshing = False
+
+    def _fetch_locked(self, *, discovery: bool = True) -> Metadata:
+        """Fetch (discovery and) keys and publish a new snapshot. Caller holds the lock."""
+        previous = self._metadata
+        issuers: Mapping[str, str]
+        try:
+            if discovery or previous is None:
+                issuers, jwks_uri = self._discover()
+            else:
+                issuers, jwks_uri = previous.issuers, previous.jwks_uri
+            keys, fingerprint = self._fetch_keys(jwks_uri)
+        except AuthorityError as exc:
+            self._last_error = str(exc)
+            raise
+        generation = 1
+        if previous is not None:
+            generation = previous.generation + (previous.fingerprint != fingerprint)
+        metadata = Metadata(issuers=issuers, jwks_uri=jwks_uri, keys=keys,
+                            generation=generation, fingerprint=fingerprint)
+        if previous is not None and previous.fingerprint != fingerprint:
+            log.info("flask-obo: signing keys changed: %s", sorted(keys))
+        self._metadata = metadata
+        self._last_error = None
+        if discovery or previous is None:
+            self._refresh_due = self._clock() + self._config.metadata_refresh_interval
+        return metadata
+
+    def _discover(self) -> tuple[dict[str, str], str]:
+        authority = self._config.authority
+        issuers: dict[str, str] = {}
+        v2 = self._get_json(f"{authority}/v2.0/.well-known/openid-configuration",
+                            "the v2.0 OpenID discovery document")
+        issuers["2.0"] = _string_field(v2, "issuer", "v2.0 discovery")
+        jwks_uri = _string_field(v2, "jwks_uri", "v2.0 discovery")
+        if urlsplit(jwks_uri).scheme != "https":
+            raise AuthorityError(f"the discovery document's jwks_uri {jwks_uri!r} is not https.")
+        if "1.0" in self._config.accepted_versions:
+            # v1 tokens carry the v1 issuer (https://sts.windows.net/{tid}/ on Entra), which only
+            # the v1 discovery document states reliably for every cloud.
+            v1 = self._get_json(f"{authority}/.well-known/openid-configuration",
+                                "the v1.0 OpenID discovery document")
+            issuers["1.0"] = _string_field(v1, "issuer", "v1.0 discovery")
+        return issuers, jwks_uri
+
+    def _fetch_keys(self, jwks_uri: str) -> tuple[dict[str, Key], frozenset[tuple[str, str]]]:
+        document = self._get_json(jwks_uri, "the signing keys (JWKS)")
+        entries = document.get("keys")
+        if not isinstance(entries, list):
+            raise AuthorityError(f"{jwks_uri} is not a JWKS: it has no 'keys' list.")
+        keys: dict[str, Key] = {}
+        for entry in entries:
+            key = _import_signing_key(entry)
+            if key is not None and key.kid is not None:
+                keys[key.kid] = key
+        if not keys:
+            raise AuthorityError(f"{jwks_uri} holds no usable signing key (RSA or EC with a kid).")
+        fingerprint = frozenset((kid, key.thumbprint()) for kid, key in keys.items())
+        return keys, fingerprint
+
+    def _get_json(self, url: str, what: str) -> dict[str, Any]:
+        host = urlsplit(url).netloc
+        try:
+            response = self._http.get(url, timeout=self._config.http_timeout,
+                                      allow_redirects=False)
+        except requests.exceptions.SSLError:
+            hint = (f"the CA in OBO_CA_BUNDLE={self._config.ca_bundle!r} did not verify it"
+                    if self._config.ca_bundle else
+                    "set OBO_CA_BUNDLE to the PEM file of the CA that issued its certificate")
+            raise AuthorityError(f"TLS verification of {host} failed while fetching {what}: "
+                                 f"{hint}.") from None
+        except requests.exceptions.Timeout:
+            raise AuthorityError(f"{host} did not answer within OBO_HTTP_TIMEOUT="
+                                 f"{self._config.http_timeout:g} s while fetching {what}.") from None
+        except requests.exceptions.RequestException as exc:
+            raise AuthorityError(f"cannot reach {host} to fetch {what} "
+                                 f"({type(exc).__name__}): check OBO_AUTHORITY, DNS and any "
+                                 "proxy settings (HTTPS_PROXY).") from None
+        if response.status_code != 200:
+            detail = _error_description(response)
+            if response.status_code in (400, 404):
+                raise AuthorityError(
+                    f"{url} answered HTTP {response.status_code}{detail}: check the tenant in "
+                    f"OBO_AUTHORITY={self._config.authority!r}."
+                )
+            raise AuthorityError(f"{url} answered HTTP {response.status_code}{detail} while "
+                                 f"fetching {what}; the authority may be down, try again.")
+        if len(response.content) > _MAX_DOCUMENT_BYTES:
+            raise AuthorityError(f"{url} returned more than {_MAX_DOCUMENT_BYTES} bytes.")
+        try:
+            document = response.json()
+        except ValueError:
+            raise AuthorityError(f"{url} did not return JSON ({what}): is OBO_AUTHORITY an "
+                                 "OpenID Connect authority?") from None
+        if not isinstance(document, dict):
+            raise AuthorityError(f"{url} did not return a JSON object ({what}).")
+        return document
+
+
+def _string_field(document: Mapping[str, Any], name: str, where: str) -> str:
+    value = document.get(name)
+    if not isinstance(value, str) or not value:
+        raise AuthorityError(f"the {where} document has no '{name}'.")
+    return value
+
+
+def _error_description(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    text = body.get("error_description") if isinstance(body, dict) else None
+    return f" ({text.splitlines()[0][:200]})" if isinstance(text, str) and text else ""
+
+
+def _import_signing_key(entry: Any) -> Key | None:
+    """A joserfc key from one JWKS entry, or None for entries we must not or cannot use."""
+    if not isinstance(entry, dict):
+        return None
+    kty, kid = entry.get("kty"), entry.get("kid")
+    if kty not in _PUBLIC_MEMBERS or not isinstance(kid, str) or not kid:
+        return None
+    if entry.get("use", "sig") != "sig":
+        return None
+    data: dict[str, Any] = {name: entry.get(name) for name in _PUBLIC_MEMBERS[kty]}
+    if not all(isinstance(v, str) for v in data.values()):
+        return None
+    data.update(kty=kty, kid=kid, use="sig")
+    if isinstance(entry.get("alg"), str):
+        data["alg"] = entry["alg"]
+    try:
+        key: Key = RSAKey.import_key(data) if kty == "RSA" else ECKey.import_key(data)
+        return key
+    except Exception:  # a malformed key in the set must not hide the good ones
+        log.warning("flask-obo: ignoring an unusable %s key %r in the JWKS", kty, kid[:64])
+        return None

@@ -1,0 +1,128 @@
+"""``flask obo``: commands that check a deployment's configuration in plain words.
+
+``flask obo check`` runs every function in ``CHECKS`` in order. A check takes the app's
+``OboState`` and yields ``CheckResult``s; another module adds its own with ``register_check``
+(for example, proving that the app's credential works).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from .authority import AuthorityError
+from .extension import OboState
+
+__all__ = ["CHECKS", "CheckResult", "obo_cli", "register_check"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of ``flask obo check``: what was checked, whether it is fine, what to do."""
+
+    ok: bool
+    title: str
+    detail: str = ""
+    #: a problem worth knowing that does not make the check fail
+    warning: bool = False
+
+
+Check = Callable[[OboState], Iterable[CheckResult]]
+
+
+def check_configuration(state: OboState) -> Iterator[CheckResult]:
+    config = state.config
+    tenants = ("any tenant" if config.allowed_tenants is None and config.is_multi_tenant
+               else ", ".join(sorted(config.allowed_tenants or ())) or "the authority's tenant")
+    yield CheckResult(True, "configuration", "; ".join([
+        f"authority {config.authority}",
+        f"client id {config.client_id}",
+        f"audiences {', '.join(sorted(config.audiences))}",
+        f"tenants {tenants}",
+        f"token versions {', '.join(sorted(config.accepted_versions))}",
+        f"algorithms {', '.join(config.algorithms)}",
+    ]))
+    if config.is_multi_tenant and config.allowed_tenants is None:
+        yield CheckResult(True, "tenants", "OBO_ALLOWED_TENANTS is '*': users of ANY Entra tenant "
+                          "can call this API; list tenant IDs to restrict it.", warning=True)
+
+
+def check_authority(state: OboState) -> Iterator[CheckResult]:
+    authority = state.validator.authority
+    try:
+        metadata = authority.refresh()
+    except AuthorityError as exc:
+        yield CheckResult(False, "authority", str(exc))
+        return
+    for version, issuer in sorted(metadata.issuers.items()):
+        yield CheckResult(True, f"issuer (v{version} tokens)", issuer)
+    usable = [kid for kid, key in metadata.keys.items()
+              if _key_fits(key.key_type, state.config.algorithms)]
+    if not usable:
+        yield CheckResult(False, "signing keys",
+                          f"{metadata.jwks_uri} has {len(metadata.keys)} key(s), none usable with "
+                          f"OBO_ALGORITHMS={list(state.config.algorithms)}: set OBO_ALGORITHMS "
+                          "to the algorithms the authority signs with (Entra: RS256).")
+    else:
+        yield CheckResult(True, "signing keys",
+                          f"{len(usable)} key(s) from {metadata.jwks_uri}: {', '.join(usable)}")
+
+
+def check_credential_configured(state: OboState) -> Iterator[CheckResult]:
+    if not state.config.has_credential:
+        yield CheckResult(True, "credential", "none configured: this API validates tokens but "
+                          "cannot call downstream APIs on the user's behalf.", warning=True)
+
+
+def _key_fits(key_type: str, algorithms: Iterable[str]) -> bool:
+    wanted = "EC" if key_type == "EC" else "RSA"
+    return any((alg.startswith("ES") and wanted == "EC")
+               or (alg[:2] in ("RS", "PS") and wanted == "RSA") for alg in algorithms)
+
+
+#: The checks ``flask obo check`` runs, in order.
+CHECKS: list[Check] = [check_configuration, check_authority, check_credential_configured]
+
+
+def register_check(check: Check) -> Check:
+    """Add a check to ``flask obo check`` (once); usable as a decorator."""
+    if check not in CHECKS:
+        CHECKS.append(check)
+    return check
+
+
+obo_cli = AppGroup("obo", help="flask-obo: check the protected API's configuration.")
+
+
+@obo_cli.command("check")
+def check_command() -> None:
+    """Load the OBO_ config, fetch the authority's discovery and keys, report what is wrong."""
+    state: OboState | None = current_app.extensions.get("obo")
+    if state is None:
+        _line(False, "flask-obo", "not initialised on this app: call FlaskOBO(app) or "
+              "obo.init_app(app) in the app factory.")
+        raise SystemExit(1)
+    failed = 0
+    for check in list(CHECKS):
+        try:
+            results = list(check(state))
+        except Exception as exc:  # one broken check must not hide the others' findings
+            results = [CheckResult(False, getattr(check, "__name__", "check"),
+                                   f"the check itself failed: {type(exc).__name__}: {exc}")]
+        for result in results:
+            _line(result.ok, result.title, result.detail, warning=result.warning)
+            failed += not result.ok
+    if failed:
+        click.echo(f"{failed} problem(s) found.", err=True)
+        raise SystemExit(1)
+    click.echo("All checks passed.")
+
+
+def _line(ok: bool, title: str, detail: str, *, warning: bool = False) -> None:
+    mark = "WARN" if ok and warning else ("ok" if ok else "FAIL")
+    color = "yellow" if mark == "WARN" else ("green" if ok else "red")
+    click.echo(f"[{click.style(mark, fg=color)}] {title}: {detail}", err=not ok)

@@ -1,0 +1,120 @@
+"""The caller of the current request: bearer-token parsing, validation and state on ``g``.
+
+``verify_token_in_request`` is the one public entry point; the extension's before-request
+guard and the authorization decorators both call it, and it is idempotent within a request.
+State is written to ``g`` only after every check passed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, NoReturn
+
+from flask import current_app, g, request
+from werkzeug.local import LocalProxy
+
+from .claims import TokenClaims
+from .errors import InvalidRequest, InvalidToken, MissingToken, OboError
+from .extension import get_state
+from .signals import token_rejected, token_validated
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+__all__ = ["current_token", "get_assertion", "get_current_token", "verify_token_in_request"]
+
+log = logging.getLogger("flask_obo")
+
+_G_ATTR = "_flask_obo_token"
+
+
+class _Verified:
+    """What ``g`` holds for a validated request; the raw token never shows in its repr."""
+
+    __slots__ = ("assertion", "claims")
+
+    def __init__(self, claims: TokenClaims, assertion: str) -> None:
+        self.claims = claims
+        self.assertion = assertion
+
+    def __repr__(self) -> str:
+        return f"<verified {self.claims!r}>"
+
+
+def verify_token_in_request(optional: bool = False) -> TokenClaims | None:
+    """Validate the request's bearer token and return its claims.
+
+    Raises ``MissingToken`` (401, bare challenge) when no bearer token came, unless
+    ``optional`` (then returns None); ``InvalidRequest`` (400) for a malformed Authorization
+    header; ``InvalidToken`` (401) for a token that fails any check; ``IdentityProviderUnavailable``
+    (503) while the authority's keys cannot be had. A present but invalid token is refused even
+    when ``optional``.
+    """
+    verified: _Verified | None = g.get(_G_ATTR)
+    if verified is not None:
+        return verified.claims
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    header = request.environ.get("HTTP_AUTHORIZATION")
+    token = _bearer_token(app, header) if header else None
+    if token is None:
+        if optional:
+            return None
+        _rejected(app, MissingToken(reason="missing"))
+    try:
+        claims, cached = get_state(app).validator.validate_cached(token)
+    except OboError as exc:
+        _rejected(app, exc)
+    except Exception as exc:  # fail closed: an unforeseen input is a bad token, never a 500
+        log.warning("flask-obo: token refused after an unexpected %s in validation",
+                    type(exc).__name__)
+        _rejected(app, InvalidToken(reason="malformed"))
+    setattr(g, _G_ATTR, _Verified(claims, token))
+    if token_validated.receivers:
+        token_validated.send(app, claims=claims, cached=cached)
+    return claims
+
+
+def _bearer_token(app: Flask, header: str) -> str | None:
+    """The token of ``Bearer <token>``; None for another scheme (RFC 6750: a bare challenge)."""
+    scheme, _, rest = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = rest.strip(" \t")
+    if not token or " " in token or "\t" in token or "," in token:
+        _rejected(app, InvalidRequest(
+            "The Authorization header must hold exactly one bearer token: 'Bearer <token>'.",
+            reason="malformed_header",
+        ))
+    return token
+
+
+def _rejected(app: Flask, error: OboError) -> NoReturn:
+    if token_rejected.receivers:
+        token_rejected.send(app, reason=error.reason, status=error.code)
+    log.debug("flask-obo: request refused: %s (%s)", error.reason, error.code)
+    raise error
+
+
+def _verified() -> _Verified:
+    verified: _Verified | None = g.get(_G_ATTR) if g else None
+    if verified is None:
+        raise RuntimeError(
+            "No validated access token in this request: the view is public, or the token "
+            "check has not run. Call flask_obo.verify_token_in_request() first, or use "
+            "@requires_scopes / @requires_roles."
+        )
+    return verified
+
+
+def get_current_token() -> TokenClaims:
+    """The validated claims of this request's token; RuntimeError if none was validated."""
+    return _verified().claims
+
+
+def get_assertion() -> str:
+    """The raw bearer token of this request, for On-Behalf-Of. Never log or return it."""
+    return _verified().assertion
+
+
+#: The validated claims of this request's token (a ``TokenClaims``).
+current_token: TokenClaims = LocalProxy(get_current_token)  # type: ignore[assignment]

@@ -1,0 +1,516 @@
+"""``TokenAcquirer``: downstream tokens on behalf of the caller (OBO) or for the app itself.
+
+One MSAL ``ConfidentialClientApplication`` per tenant, built on first use and kept: the
+configured tenant, or for a multi-tenant API the caller's own ``tid`` (never /common or
+/organizations, which OBO cannot use). Its HTTP goes through the app's pooled session
+(trusting ``OBO_CA_BUNDLE``), with MSAL's own response throttling switched off: our cache and
+single flight already keep repeated calls away from the identity provider, and MSAL's throttle
+would replay one user's 5xx to every user for the same scopes.
+
+MSAL's ``acquire_token_on_behalf_of`` never reads its token cache, so MSAL gets a cache that
+stores nothing (it would otherwise grow with every user); ``OboTokenCache`` is the cache.
+Entra's answers become the errors in ``errors.py``; log lines carry AADSTS codes and a hash of
+the user, never a token.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import logging
+import re
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+import msal
+import requests
+from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
+
+from ._single_flight import FlightTimeout, SingleFlight
+from .config import ConfigError, OboConfig
+from .credentials import ClientCredential, load_credential
+from .errors import (
+    ClaimsChallenge,
+    ConsentRequired,
+    IdentityProviderUnavailable,
+    InvalidToken,
+    OboError,
+    UpstreamAuthError,
+)
+from .signals import downstream_token_acquired, obo_failed
+from .token_cache import AccessToken, OboTokenCache, build_token_cache
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from ._http import PinnedTrustSession
+    from .cli import CheckResult
+    from .downstream import DownstreamPools
+    from .extension import OboState
+
+__all__ = ["TokenAcquirer", "app_scopes", "check_credential", "create_acquirer"]
+
+log = logging.getLogger("flask_obo.obo")
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
+_GRAPH = "https://graph.microsoft.com"
+# AADSTS codes of invalid_grant that are about this app's own credential, not the user's token.
+_CLIENT_FAULT_CODES = frozenset({700016, 700024, 700027, 7000112, 7000215, 7000222, 700025})
+_CONSENT_CODES = frozenset({65001, 65004})
+
+
+def create_acquirer(app: Flask, config: OboConfig, http: PinnedTrustSession,
+                    cache: Any | None) -> TokenAcquirer | None:
+    """The app's acquirer, or None for an API that only validates tokens (no credential)."""
+    credential = load_credential(config)
+    if credential is None:
+        return None
+    from .downstream import DownstreamPools
+
+    for api in config.downstream_apis.values():
+        reserved = _RESERVED_SCOPES.intersection(api.scopes)
+        if reserved:
+            raise ConfigError(f"OBO_DOWNSTREAM_APIS[{api.name!r}]['scopes'] has {sorted(reserved)}"
+                              ": list only the downstream API's own scopes.")
+    acquirer = TokenAcquirer(config, http, credential, build_token_cache(app, config, cache),
+                             DownstreamPools(config), sender=app)
+    log.info("flask-obo: on-behalf-of enabled for client %s with a %s", config.client_id,
+             credential.description)
+    return acquirer
+
+
+class TokenAcquirer:
+    """Acquires, caches and maps errors for downstream tokens of one app."""
+
+    def __init__(self, config: OboConfig, http: PinnedTrustSession, credential: ClientCredential,
+                 cache: OboTokenCache, pools: DownstreamPools, *, sender: Any = None) -> None:
+        self.config = config
+        self.credential = credential
+        self.cache = cache
+        self.pools = pools
+        self._http = _MsalHttp(http, config.http_timeout)
+        self._clients: dict[str, msal.ConfidentialClientApplication] = {}
+        self._client_flights: SingleFlight[msal.ConfidentialClientApplication] = SingleFlight()
+        host = urlsplit(config.instance).hostname or ""
+        # Instance discovery asks login.microsoftonline.com about the host: only for Microsoft's.
+        self._instance_discovery = None if host in WELL_KNOWN_AUTHORITY_HOSTS else False
+        self._sender = weakref.ref(sender) if sender is not None else (lambda: None)
+        self._scope_memo: dict[Any, tuple[str, ...]] = {}
+
+    # public --------------------------------------------------------------------------------
+    def on_behalf_of(self, assertion: str, assertion_hash: str, scopes: Iterable[str], *,
+                     tenant: str | None = None, claims: str | None = None,
+                     user: str = "") -> AccessToken:
+        """A token for ``scopes`` on behalf of the user whose token ``assertion`` is.
+
+        ``assertion_hash`` (hex SHA-256 of the assertion) keys the cache; with ``claims`` (a
+        claims challenge) the cache is bypassed and the fresh token replaces the cached one.
+        """
+        wanted = self.scope_tuple(scopes)
+        tid = self.tenant_for(tenant)
+        key = self.cache.key("obo", self.config.client_id, tid, assertion_hash, wanted)
+
+        def fetch() -> AccessToken:
+            return self._obo(tid, assertion, wanted, claims, user)
+
+        return self._acquire(key, fetch, wanted, claims, app_only=False)
+
+    def app_token(self, scopes: Iterable[str], *, tenant: str | None = None,
+                  claims: str | None = None) -> AccessToken:
+        """An app-only token (client credentials) for the resource of ``scopes``."""
+        wanted = app_scopes(self.scope_tuple(scopes))
+        tid = self.tenant_for(tenant)
+        key = self.cache.key("app", self.config.client_id, tid, "", wanted)
+
+        def fetch() -> AccessToken:
+            return self._client_credentials(tid, wanted, claims)
+
+        return self._acquire(key, fetch, wanted, claims, app_only=True)
+
+    def tenant_for(self, tid: str | None) -> str:
+        """The tenant to ask: the configured one, or for a multi-tenant API the caller's."""
+        if not self.config.is_multi_tenant:
+            return self.config.tenant
+        if tid is None:
+            raise ValueError(f"OBO_AUTHORITY is multi-tenant ('{self.config.tenant}'): pass the "
+                             "tenant id to use (a token's tid).")
+        if not _GUID.match(tid):
+            raise InvalidToken(reason="tenant", description="The token's tenant id is invalid.")
+        return tid.lower()
+
+    def scope_tuple(self, scopes: Iterable[str]) -> tuple[str, ...]:
+        """Scopes as a sorted tuple without duplicates (memoized for the tuples config holds)."""
+        memo_key = scopes if isinstance(scopes, (tuple, str)) else None
+        if memo_key is not None:
+            known = self._scope_memo.get(memo_key)
+            if known is not None:
+                return known
+        items = scopes.split() if isinstance(scopes, str) else list(scopes)
+        if not items or not all(isinstance(s, str) and s and s == s.strip() for s in items):
+            raise ValueError(f"scopes must be a non-empty list of scope strings, not {scopes!r}")
+        reserved = _RESERVED_SCOPES.intersection(items)
+        if reserved:
+            raise ValueError(f"scopes {sorted(reserved)} are reserved (MSAL adds them itself); "
+                             "ask only for the downstream API's scopes")
+        result = tuple(sorted(set(items)))
+        if memo_key is not None and len(self._scope_memo) < 1024:
+            self._scope_memo[memo_key] = result
+        return result
+
+    def client(self, tenant: str) -> msal.ConfidentialClientApplication:
+        """The MSAL app for ``tenant``, built once (its construction fetches discovery)."""
+        found = self._clients.get(tenant)
+        if found is not None:
+            return found
+        try:
+            built, _ = self._client_flights.run(tenant, lambda: self._build_client(tenant),
+                                                timeout=self.cache.wait_timeout)
+        except FlightTimeout:
+            raise IdentityProviderUnavailable(reason="timeout") from None
+        return built
+
+    def msal_cache_size(self) -> int:
+        """How many entries MSAL's own token caches hold (always 0: they store nothing)."""
+        return sum(len(entries) for app in list(self._clients.values())
+                   for entries in app.token_cache._cache.values())
+
+    def close(self) -> None:
+        self.cache.close()
+        self.pools.close()
+
+    # the flow --------------------------------------------------------------------------------
+    def _acquire(self, key: str, fetch: Callable[[], AccessToken], scopes: tuple[str, ...],
+                 claims: str | None, *, app_only: bool) -> AccessToken:
+        cache = self.cache
+        if claims is None:
+            token = cache.get(key)  # the hit path: a dict lookup and a clock check
+            if token is not None:
+                if token.refresh_on <= time.time():
+                    cache.refresh_in_background(key, lambda: self._announce(
+                        fetch(), scopes, app_only))
+                self._signal_acquired(scopes, "cache", app_only)
+                return token
+            flight = key
+        else:
+            flight = key + ":" + hashlib.sha256(claims.encode()).hexdigest()[:16]
+        try:
+            token, fetched = cache.get_or_fetch(flight, fetch, store_key=key,
+                                                force=claims is not None)
+        except FlightTimeout:
+            raise IdentityProviderUnavailable(reason="timeout") from None
+        self._signal_acquired(scopes, "identity_provider" if fetched else "cache", app_only)
+        return token
+
+    def _announce(self, token: AccessToken, scopes: tuple[str, ...],
+                  app_only: bool) -> AccessToken:
+        self._signal_acquired(scopes, "identity_provider", app_only)
+        return token
+
+    def _obo(self, tenant: str, assertion: str, scopes: tuple[str, ...], claims: str | None,
+             user: str) -> AccessToken:
+        started = time.time()
+        result = self._call("on_behalf_of", tenant, scopes, user, lambda app: (
+            app.acquire_token_on_behalf_of(assertion, list(scopes), claims_challenge=claims)))
+        return self._token(result, started, "on_behalf_of", tenant, scopes, user)
+
+    def _client_credentials(self, tenant: str, scopes: tuple[str, ...],
+                            claims: str | None) -> AccessToken:
+        started = time.time()
+        result = self._call("client_credentials", tenant, scopes, "app", lambda app: (
+            app.acquire_token_for_client(list(scopes), claims_challenge=claims)))
+        return self._token(result, started, "client_credentials", tenant, scopes, "app")
+
+    def _call(self, grant: str, tenant: str, scopes: tuple[str, ...], user: str,
+              call: Callable[[msal.ConfidentialClientApplication], Any]) -> Mapping[str, Any]:
+        try:
+            result = call(self.client(tenant))
+        except OboError:
+            raise
+        except Exception as exc:
+            raise self._failed(grant, tenant, scopes, user, _exception_error(exc)) from None
+        if not isinstance(result, Mapping):
+            raise self._failed(grant, tenant, scopes, user, IdentityProviderUnavailable(
+                reason="malformed_response"))
+        return result
+
+    def _token(self, result: Mapping[str, Any], started: float, grant: str, tenant: str,
+               scopes: tuple[str, ...], user: str) -> AccessToken:
+        token = result.get("access_token")
+        if "error" in result or not token:
+            raise self._failed(grant, tenant, scopes, user, self._map_error(
+                result, tenant, scopes, app_only=grant == "client_credentials"),
+                codes=_codes(result), error=str(result.get("error", "no_access_token")))
+        try:
+            expires_in = int(result.get("expires_in", 0))
+        except (TypeError, ValueError):
+            expires_in = 0
+        token_type = str(result.get("token_type", "Bearer"))
+        if expires_in <= 0 or not isinstance(token, str) or token_type.lower() != "bearer":
+            raise self._failed(grant, tenant, scopes, user, IdentityProviderUnavailable(
+                reason="malformed_response"))
+        log.debug("flask-obo: %s token for user=%s tenant=%s scopes=%s, expires in %d s (%.0f ms)",
+                  grant, _user_hash(tenant, user), tenant, " ".join(scopes), expires_in,
+                  (time.time() - started) * 1000)
+        return AccessToken(token, started + expires_in, scopes)
+
+    # errors ----------------------------------------------------------------------------------
+    def _map_error(self, result: Mapping[str, Any], tenant: str, scopes: tuple[str, ...], *,
+                   app_only: bool) -> OboError:
+        error = str(result.get("error", ""))
+        codes = _codes(result)
+        suberror = str(result.get("suberror", ""))
+        claims = result.get("claims")
+        authority = f"{self.config.instance}/{tenant}"
+        extra = {"aadsts": codes} if codes else None
+        if error in ("temporarily_unavailable", "server_error"):
+            return IdentityProviderUnavailable(reason=error, extra=extra)
+        if codes & _CLIENT_FAULT_CODES or error in ("invalid_client", "unauthorized_client"):
+            return UpstreamAuthError(reason=error or "invalid_client", extra=extra)
+        if app_only:
+            return UpstreamAuthError(reason=error or "unknown", extra=extra)
+        if codes & _CONSENT_CODES or "consent_required" in (error, suberror):
+            consent_uri = (f"{authority}/oauth2/v2.0/authorize?client_id="
+                           f"{quote(self.config.client_id)}&response_type=code&scope="
+                           f"{quote(' '.join(scopes))}&prompt=consent")
+            return ConsentRequired(scopes=scopes, consent_uri=consent_uri, extra=extra)
+        if isinstance(claims, str) and claims and error in ("interaction_required",
+                                                            "invalid_grant"):
+            return ClaimsChallenge(claims=claims, authorization_uri=(
+                f"{authority}/oauth2/v2.0/authorize"), reason=error, extra=extra)
+        if error in ("interaction_required", "invalid_grant"):
+            return InvalidToken("The identity provider refused this token for on-behalf-of: "
+                                "sign in again.", reason=error, extra=extra)
+        return UpstreamAuthError(reason=error or "unknown", extra=extra)
+
+    def _failed(self, grant: str, tenant: str, scopes: tuple[str, ...], user: str,
+                exc: OboError, *, codes: Iterable[int] = (), error: str | None = None,
+                ) -> OboError:
+        """Log and signal a failure; returns ``exc`` for the caller to raise."""
+        name = error or exc.reason or type(exc).__name__
+        listed = sorted(codes)
+        log.warning("flask-obo: %s for user=%s tenant=%s scopes=%s failed: %s %s -> %d", grant,
+                    _user_hash(tenant, user), tenant, " ".join(scopes), name,
+                    ",".join(f"AADSTS{c}" for c in listed) or "(no AADSTS code)", exc.code)
+        if obo_failed.receivers:
+            sender = self._sender()
+            if sender is not None:
+                obo_failed.send(sender, error=name, codes=listed, scopes=scopes)
+        return exc
+
+    def _signal_acquired(self, scopes: tuple[str, ...], source: str, app_only: bool) -> None:
+        if downstream_token_acquired.receivers:
+            sender = self._sender()
+            if sender is not None:
+                downstream_token_acquired.send(sender, scopes=scopes, source=source,
+                                               app_only=app_only)
+
+    def _build_client(self, tenant: str) -> msal.ConfidentialClientApplication:
+        found = self._clients.get(tenant)
+        if found is not None:
+            return found
+        authority = f"{self.config.instance}/{tenant}"
+        try:
+            app = msal.ConfidentialClientApplication(
+                self.config.client_id,
+                client_credential=self.credential.msal_credential,
+                authority=authority,
+                http_client=self._http,
+                http_cache=_NoStore(),
+                token_cache=_NoTokenCache(),
+                instance_discovery=self._instance_discovery,
+                exclude_scopes=["offline_access"],  # no refresh tokens: nothing to keep them in
+                app_name="flask-obo",
+            )
+        except Exception as exc:
+            error = _exception_error(exc)
+            log.warning("flask-obo: could not load the identity provider's metadata for %s (%s): "
+                        "%s", authority, type(exc).__name__, error.reason)
+            raise error from None
+        self._clients[tenant] = app
+        return app
+
+
+# helpers -------------------------------------------------------------------------------------
+def app_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
+    """Delegated scopes -> the ``<resource>/.default`` scope client credentials ask for."""
+    resources = set()
+    for scope in scopes:
+        if scope.endswith("/.default"):
+            resources.add(scope[: -len("/.default")])
+        elif "/" in scope:
+            resources.add(scope.rsplit("/", 1)[0])
+        else:  # a bare scope such as User.Read is Microsoft Graph's
+            resources.add(_GRAPH)
+    if len(resources) != 1:
+        raise ValueError(f"an app token is for one resource; scopes {sorted(scopes)} name "
+                         f"{len(resources)}")
+    return (resources.pop() + "/.default",)
+
+
+def _codes(result: Mapping[str, Any]) -> frozenset[int]:
+    codes = result.get("error_codes")
+    if isinstance(codes, list):
+        return frozenset(c for c in codes if isinstance(c, int))
+    found = re.findall(r"AADSTS(\d+)", str(result.get("error_description", "")))
+    return frozenset(int(c) for c in found[:3])
+
+
+def _user_hash(tenant: str, user: str) -> str:
+    if not user or user == "app":
+        return user or "-"
+    return hashlib.sha256(f"{tenant}:{user}".encode()).hexdigest()[:12]
+
+
+def _exception_error(exc: Exception) -> OboError:
+    """An exception on the way to the identity provider, as the answer the client gets."""
+    from .credentials import CredentialUnavailable
+
+    if isinstance(exc, _IdpHttpError):
+        return IdentityProviderUnavailable(reason=f"http_{exc.status}", retry_after=exc.retry_after)
+    if isinstance(exc, requests.Timeout):
+        return IdentityProviderUnavailable(reason="timeout")
+    if isinstance(exc, requests.ConnectionError):
+        return IdentityProviderUnavailable(reason="unreachable")
+    if isinstance(exc, CredentialUnavailable):
+        return UpstreamAuthError(reason="credential_unavailable")
+    if isinstance(exc, (requests.RequestException, ValueError, KeyError,
+                        msal.exceptions.MsalServiceError)):
+        # Malformed JSON, incomplete discovery metadata, an HTTP error MSAL raised itself.
+        return IdentityProviderUnavailable(reason="malformed_response")
+    return UpstreamAuthError(reason=type(exc).__name__)
+
+
+class _IdpHttpError(Exception):
+    """The identity provider answered 429 or 5xx: retry later (no body is parsed)."""
+
+    def __init__(self, status: int, retry_after: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+class _MsalHttp:
+    """MSAL's ``http_client``: the pooled session with a timeout, 429/5xx raised as errors."""
+
+    def __init__(self, session: requests.Session, timeout: float) -> None:
+        self._session = session
+        self._timeout = timeout
+
+    def post(self, url: str, params: Any = None, data: Any = None, headers: Any = None,
+             **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout)
+        return _checked(self._session.post(url, params=params, data=data, headers=headers,
+                                           **kwargs))
+
+    def get(self, url: str, params: Any = None, headers: Any = None,
+            **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout)
+        return _checked(self._session.get(url, params=params, headers=headers, **kwargs))
+
+    def close(self) -> None:
+        """The session belongs to the extension: MSAL does not close it."""
+
+
+def _checked(response: requests.Response) -> requests.Response:
+    if response.status_code == 429 or response.status_code >= 500:
+        retry_after = _retry_after(response.headers.get("Retry-After"))
+        response.close()
+        raise _IdpHttpError(response.status_code, retry_after)
+    return response
+
+
+def _retry_after(value: str | None, default: int = 5) -> int:
+    if not value:
+        return default
+    value = value.strip()
+    if value.isdigit():
+        return max(1, min(int(value), 300))
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return default
+    return max(1, min(int(when - time.time()), 300))
+
+
+class _NoStore(dict):  # type: ignore[type-arg]
+    """MSAL's ``http_cache`` that keeps nothing: no replayed (throttled) error responses."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+
+class _NoTokenCache(msal.TokenCache):  # type: ignore[misc]
+    """MSAL's token cache that keeps nothing: tokens live in ``OboTokenCache`` only."""
+
+    def add(self, event: Any, now: Any = None) -> None:
+        pass
+
+
+class _WithholdResponseBody(logging.Filter):
+    """MSAL logs an unparsable token response verbatim; it may hold part of a token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Token response is not in json format") and record.args:
+            record.args = (f"<{len(str(record.args[0]))} characters withheld by flask-obo>",)  # type: ignore[index]
+        return True
+
+
+logging.getLogger("msal.oauth2cli.oauth2").addFilter(_WithholdResponseBody())
+
+
+# flask obo check -----------------------------------------------------------------------------
+def check_credential(state: OboState) -> Iterator[CheckResult]:
+    """Prove the credential works: a client-credentials call to the identity provider."""
+    from .cli import CheckResult
+
+    acquirer = state.acquirer
+    if acquirer is None:
+        return
+    config = state.config
+    if config.is_multi_tenant:
+        tenants = sorted(config.allowed_tenants or ())
+        if not tenants:
+            yield CheckResult(True, "credential", f"{acquirer.credential.description}: not tried "
+                              "(a multi-tenant API allowing any tenant has no tenant to ask)",
+                              warning=True)
+            return
+        tenant = tenants[0]
+    else:
+        tenant = config.tenant
+    apis = list(config.downstream_apis.values())
+    scopes = app_scopes(apis[0].scopes) if apis else (f"{config.client_id}/.default",)
+    try:
+        token = acquirer._client_credentials(tenant, scopes, None)
+    except UpstreamAuthError as exc:
+        if exc.reason in ("invalid_client", "unauthorized_client", "credential_unavailable"):
+            yield CheckResult(False, "credential", f"{acquirer.credential.description} was "
+                              f"refused ({exc.reason} {_aadsts(exc)}): check that it is the one "
+                              f"registered on app {config.client_id} and has not expired.")
+        else:
+            yield CheckResult(True, "credential", f"{acquirer.credential.description} accepted, "
+                              f"but a token for {scopes[0]} was refused ({exc.reason} "
+                              f"{_aadsts(exc)})", warning=True)
+        return
+    except OboError as exc:
+        yield CheckResult(False, "credential", f"could not reach the identity provider to try "
+                          f"{acquirer.credential.description} ({exc.reason}).")
+        return
+    yield CheckResult(True, "credential", f"{acquirer.credential.description}: app token for "
+                      f"{scopes[0]} obtained (valid {int(token.expires_on - time.time())} s)")
+
+
+def _aadsts(exc: OboError) -> str:
+    return ",".join(f"AADSTS{c}" for c in sorted(exc.extra.get("aadsts", ()))) or ""
+
+
+def _register_check() -> None:
+    from .cli import register_check
+
+    register_check(check_credential)
+
+
+_register_check()

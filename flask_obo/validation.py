@@ -1,0 +1,274 @@
+"""``TokenValidator``: a raw bearer token in, ``TokenClaims`` out, or ``InvalidToken`` raised.
+
+Checks run cheapest first, and nothing attacker-controlled is trusted before the signature is:
+size, shape (a JWE is refused by name), header (alg allow-list; jwk/jku/x5u/x5c and any crit
+refused), the key from the authority's jwks_uri only, the signature, then the claims (ver, iss
+per version and tenant, aud, tid, exp/nbf with the skew, scp or roles).
+
+A token seen before (the same bytes) is answered from a bounded LRU keyed by its SHA-256,
+which costs one hash and one dict lookup: exp is still checked on every request and the whole
+cache is dropped when the authority's key set changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeGuard
+
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jws import JWSRegistry
+
+from ._http import PinnedTrustSession
+from .authority import Authority, UnknownSigningKey
+from .claims import TokenClaims
+from .config import OboConfig
+from .errors import InvalidToken
+
+__all__ = ["TokenClaims", "TokenValidator", "create_validator"]
+
+log = logging.getLogger("flask_obo.validation")
+
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
+_GUID = re.compile(r"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}", re.IGNORECASE)
+_MAX_HEADER_CHARS = 2048
+_MAX_TIME = 1e11  # year 5138
+# Headers that would let a token name its own key, or change how it is processed.
+_FORBIDDEN_HEADERS = ("jwk", "jku", "x5u", "x5c")
+
+# reason code -> the short, fixed description sent to the client (never token content).
+REASONS: dict[str, str] = {
+    "too_large": "The token is larger than this API accepts.",
+    "malformed": "The token is not a well-formed signed JWT.",
+    "encrypted": "Encrypted tokens (JWE) are not accepted; send a signed access token.",
+    "algorithm": "The token's signing algorithm is not accepted.",
+    "forbidden_header": "The token header names its own key (jwk, jku, x5u or x5c); "
+                        "keys come only from the authority.",
+    "critical_header": "The token has a critical header parameter this API does not support.",
+    "unknown_key": "The token is signed with a key the authority does not publish.",
+    "signature": "The token signature is invalid.",
+    "version": "The token version is not accepted.",
+    "issuer": "The token issuer is not accepted.",
+    "audience": "The token is not meant for this API (audience).",
+    "tenant": "The token's tenant is not allowed.",
+    "no_expiry": "The token has no valid expiry (exp).",
+    "expired": "The token has expired.",
+    "not_yet_valid": "The token is not valid yet (nbf).",
+    "not_access_token": "The token is not an access token: it has neither scp nor roles.",
+    "claims": "The token has invalid claims.",
+}
+
+
+def _reject(reason: str) -> NoReturn:
+    raise InvalidToken(REASONS[reason], reason=reason)
+
+
+class TokenValidator:
+    """Validates access tokens for one app's configuration; safe to share between threads."""
+
+    def __init__(
+        self,
+        config: OboConfig,
+        authority: Authority,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.authority = authority
+        self._clock = clock
+        self._algorithms = frozenset(config.algorithms)
+        self._registry = JWSRegistry(algorithms=list(config.algorithms),
+                                     strict_check_header=False)
+        self._registry.max_header_length = _MAX_HEADER_CHARS
+        self._skew = config.clock_skew
+        self._audiences = config.audiences
+        self._allowed_tenants = config.allowed_tenants
+        self._versions = config.accepted_versions
+        self._max_size = config.max_token_bytes
+        self._cache_size = config.validated_cache_size
+        # sha256(token) -> (claims, exp + skew)
+        self._cache: OrderedDict[bytes, tuple[TokenClaims, float]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._cache_generation = 0
+
+    def validate(self, token: str) -> TokenClaims:
+        """The claims of a valid token; raises ``InvalidToken`` (401) with a reason otherwise.
+
+        May raise ``IdentityProviderUnavailable`` (503) while the authority's keys were never
+        fetched. Usable outside a request (no Flask context needed).
+        """
+        return self.validate_cached(token)[0]
+
+    def validate_cached(self, token: str) -> tuple[TokenClaims, bool]:
+        """Like ``validate``; the bool says whether the validated-token cache answered."""
+        if len(token) > self._max_size:
+            _reject("too_large")
+        try:
+            data = token.encode("ascii")
+        except (UnicodeEncodeError, AttributeError):
+            _reject("malformed")
+        digest = hashlib.sha256(data).digest()
+        now = self._clock()
+        authority = self.authority
+        authority.tick()
+        generation = authority.generation
+        if self._cache_generation != generation:
+            self._drop_cache(generation)
+        entry = self._cache.get(digest)
+        if entry is not None:
+            if now > entry[1]:
+                _reject("expired")  # its signature was checked; only time has run out
+            try:
+                self._cache.move_to_end(digest)
+            except KeyError:  # evicted by another thread meanwhile
+                pass
+            return entry[0], True
+        claims = self._validate_new(token, data, digest.hex(), now)
+        self._remember(digest, claims, generation)
+        return claims, False
+
+    # -- the full validation -------------------------------------------------------------
+
+    def _validate_new(self, token: str, data: bytes, token_hash: str, now: float) -> TokenClaims:
+        segments = token.split(".")
+        if len(segments) == 5:
+            _reject("encrypted")
+        if len(segments) != 3:
+            _reject("malformed")
+        header_segment, payload_segment, signature_segment = segments
+        if not header_segment or not payload_segment:
+            _reject("malformed")
+        header = _decode_header(header_segment)
+        if "enc" in header:
+            _reject("encrypted")
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            _reject("algorithm")
+        if any(name in header for name in _FORBIDDEN_HEADERS):
+            _reject("forbidden_header")
+        # We implement no JWS extension, so any crit (and the b64 extension) is unsupported.
+        if "crit" in header or header.get("b64", True) is not True:
+            _reject("critical_header")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not 0 < len(kid) <= 256:
+            _reject("unknown_key")
+        if not signature_segment:
+            _reject("signature")
+        try:
+            key = self.authority.signing_key(kid)
+        except UnknownSigningKey:
+            _reject("unknown_key")
+        try:
+            payload = jws.deserialize_compact(data, key, algorithms=[alg],
+                                              registry=self._registry).payload
+        except (JoseError, ValueError, TypeError):
+            _reject("signature")
+        claims = _decode_json(payload)
+        self._check_claims(claims, now)
+        return TokenClaims(claims, token_hash=token_hash)
+
+    def _check_claims(self, claims: dict[str, Any], now: float) -> None:
+        version = claims.get("ver")
+        if not isinstance(version, str) or version not in self._versions:
+            _reject("version")
+        tid = claims.get("tid")
+        if not isinstance(tid, str) or not _GUID.fullmatch(tid):
+            _reject("tenant")
+        expected_issuer = self.authority.issuer(version, tid)
+        if expected_issuer is None or claims.get("iss") != expected_issuer:
+            _reject("issuer")
+        # Entra access tokens have exactly one audience: a list would also be meant for another
+        # API, which could replay it here.
+        aud = claims.get("aud")
+        if not isinstance(aud, str) or aud not in self._audiences:
+            _reject("audience")
+        if self._allowed_tenants is not None and tid.lower() not in self._allowed_tenants:
+            _reject("tenant")
+        exp = claims.get("exp")
+        if not _is_time(exp):
+            _reject("no_expiry")
+        if now > exp + self._skew:
+            _reject("expired")
+        nbf = claims.get("nbf")
+        if nbf is not None and (not _is_time(nbf) or nbf - self._skew > now):
+            _reject("not_yet_valid")
+        scp, roles = claims.get("scp"), claims.get("roles")
+        if scp is not None and not isinstance(scp, str):
+            _reject("claims")
+        if roles is not None and not (isinstance(roles, list)
+                                      and all(isinstance(r, str) for r in roles)):
+            _reject("claims")
+        if not (scp and scp.strip()) and not roles:
+            _reject("not_access_token")
+
+    # -- the validated-token cache -------------------------------------------------------
+
+    def _remember(self, digest: bytes, claims: TokenClaims, generation: int) -> None:
+        # Only a token checked against the key set still current may be remembered.
+        if (self._cache_size <= 0 or generation != self._cache_generation
+                or generation != self.authority.generation):
+            return
+        with self._cache_lock:
+            self._cache[digest] = (claims, claims.expires_at + self._skew)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+    def _drop_cache(self, generation: int) -> None:
+        with self._cache_lock:
+            if self._cache_generation != generation:
+                self._cache.clear()
+                self._cache_generation = generation
+
+    def clear_cache(self) -> None:
+        """Forget every validated token (they will be fully validated again)."""
+        with self._cache_lock:
+            self._cache.clear()
+
+
+def _decode_header(segment: str) -> dict[str, Any]:
+    if len(segment) > _MAX_HEADER_CHARS:
+        _reject("malformed")
+    return _decode_json(_b64decode(segment))
+
+
+def _b64decode(segment: str) -> bytes:
+    if not _SEGMENT.fullmatch(segment) or len(segment) % 4 == 1:
+        _reject("malformed")
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except ValueError:
+        _reject("malformed")
+
+
+def _decode_json(raw: bytes) -> dict[str, Any]:
+    try:
+        # JOSE JSON is UTF-8 (RFC 7519 section 7.2); json.loads(bytes) would also take UTF-16/32.
+        value = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        _reject("malformed")
+    if not isinstance(value, dict):
+        _reject("malformed")
+    return value
+
+
+def _not_json(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")  # json.loads would accept NaN and Infinity
+
+
+def _is_time(value: Any) -> TypeGuard[float]:
+    # A NumericDate in a sane range: also keeps inf, NaN and 10**400 out of float arithmetic.
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and 0 <= value < _MAX_TIME)
+
+
+def create_validator(config: OboConfig, http: PinnedTrustSession) -> TokenValidator:
+    """The validator ``FlaskOBO.init_app`` stores in ``app.extensions["obo"]``."""
+    return TokenValidator(config, Authority(config, http))

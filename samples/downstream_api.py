@@ -1,0 +1,58 @@
+"""A downstream API (think Microsoft Graph's /me): validates tokens, calls nothing further.
+
+    python -m samples.downstream_api --port 5002
+
+Its answer shows who called it: the user (oid), the scopes, and the authorized party (azp),
+which for an OBO token is the middle tier, not the user's client.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from flask import Flask
+
+from flask_obo import FlaskOBO, current_token, public, requires_scopes_or_roles
+
+from .settings import load_settings
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.update(load_settings())
+    app.config.update(config or {})
+    FlaskOBO(app)
+
+    @app.get("/health")
+    @public
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1.0/me")
+    @requires_scopes_or_roles(scopes=["read"], roles=["Reader"])
+    def me() -> dict[str, Any]:
+        return {
+            "oid": current_token.oid,
+            "name": current_token.get("name"),
+            "preferred_username": current_token.get("preferred_username"),
+            "scp": sorted(current_token.scopes),
+            "roles": sorted(current_token.roles),
+            "azp": current_token.client_id,
+            "amr": current_token.get("amr", []),
+            "app_only": current_token.is_app_only,
+        }
+
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5002)
+    args = parser.parse_args()
+    create_app().run(host=args.host, port=args.port, threaded=True, use_reloader=False)
+
+
+if __name__ == "__main__":
+    main()

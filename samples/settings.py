@@ -1,0 +1,39 @@
+"""Configuration for the samples: OBO_* environment variables, or a .env file beside them.
+
+The same samples run against the emulator (make demo) and against real Entra ID: only these
+settings change. Values that look like JSON (lists, dicts) are parsed as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _parse(value: str) -> Any:
+    if value[:1] in "[{":
+        return json.loads(value)
+    return value
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; # comments and blank lines ignored; no interpolation."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def load_settings(prefix: str = "OBO_", dotenv: Path | None = None) -> dict[str, Any]:
+    """Settings with ``prefix``: the .env file first, the environment over it."""
+    merged = read_dotenv(dotenv or Path.cwd() / ".env")
+    merged.update(os.environ)
+    return {key: _parse(value) for key, value in merged.items() if key.startswith(prefix)}
