@@ -1,3 +1,72 @@
-"""flask-obo: protected Flask web APIs that call downstream APIs on behalf of the user."""
+"""flask-obo: protected Flask web APIs that call downstream APIs on behalf of the user.
+
+The public names live here; each comes from the module that owns its concern.
+"""
+
+from .authorization import (
+    requires_roles,
+    requires_scopes,
+    requires_scopes_or_roles,
+    verify_roles,
+    verify_scopes,
+    verify_scopes_or_roles,
+)
+from .claims import TokenClaims
+from .config import ConfigError
+from .context import current_token, get_assertion, get_current_token, verify_token_in_request
+from .downstream import (
+    DownstreamSession,
+    acquire_app_token,
+    acquire_token_on_behalf_of,
+    get_app_session,
+    get_downstream_session,
+    requires_app_token,
+    requires_downstream,
+)
+from .errors import (
+    ClaimsChallenge,
+    ConsentRequired,
+    IdentityProviderUnavailable,
+    InsufficientScope,
+    InvalidToken,
+    MissingToken,
+    OboError,
+    UpstreamAuthError,
+)
+from .extension import FlaskOBO, public
+from .token_cache import AccessToken
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "AccessToken",
+    "ClaimsChallenge",
+    "ConfigError",
+    "ConsentRequired",
+    "DownstreamSession",
+    "FlaskOBO",
+    "IdentityProviderUnavailable",
+    "InsufficientScope",
+    "InvalidToken",
+    "MissingToken",
+    "OboError",
+    "TokenClaims",
+    "UpstreamAuthError",
+    "acquire_app_token",
+    "acquire_token_on_behalf_of",
+    "current_token",
+    "get_app_session",
+    "get_assertion",
+    "get_current_token",
+    "get_downstream_session",
+    "public",
+    "requires_app_token",
+    "requires_downstream",
+    "requires_roles",
+    "requires_scopes",
+    "requires_scopes_or_roles",
+    "verify_roles",
+    "verify_scopes",
+    "verify_scopes_or_roles",
+    "verify_token_in_request",
+]

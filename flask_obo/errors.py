@@ -40,13 +40,18 @@ PROBLEM_TYPE_BASE = "https://flask-obo.readthedocs.io/errors/"
 _UNSAFE = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')  # RFC 6750 section 3 quoted values
 
 
-def _quote(value: str) -> str:
-    return _UNSAFE.sub("", value)[:300]
+# A claims challenge or consent URI cut short is useless to the client: those may be longer.
+_LONG_PARAMS = frozenset({"claims", "consentUri", "authorization_uri", "scope", "scopes"})
+
+
+def _quote(value: str, limit: int = 300) -> str:
+    return _UNSAFE.sub("", value)[:limit]
 
 
 def bearer_challenge(params: Mapping[str, str | None]) -> str:
     """``Bearer k="v", ...`` with values cleaned to the characters RFC 6750 allows."""
-    parts = [f'{k}="{_quote(v)}"' for k, v in params.items() if v is not None]
+    parts = [f'{k}="{_quote(v, 4096 if k in _LONG_PARAMS else 300)}"'
+             for k, v in params.items() if v is not None]
     return "Bearer " + ", ".join(parts)
 
 

@@ -265,7 +265,7 @@ class TokenAcquirer:
         suberror = str(result.get("suberror", ""))
         claims = result.get("claims")
         authority = f"{self.config.instance}/{tenant}"
-        extra = {"aadsts": codes} if codes else None
+        extra = {"aadsts": sorted(codes)} if codes else None
         if error in ("temporarily_unavailable", "server_error"):
             return IdentityProviderUnavailable(reason=error, extra=extra)
         if codes & _CLIENT_FAULT_CODES or error in ("invalid_client", "unauthorized_client"):

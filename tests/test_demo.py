@@ -1,0 +1,35 @@
+"""`make demo` end to end: every step shows in the trace, and no raw token does."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.?")
+
+
+def test_demo_runs_the_whole_chain_and_never_prints_a_token() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "samples.demo"], cwd=ROOT, capture_output=True, text=True,
+        timeout=180, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    for step in (
+        "== 1. Alice signs in; the middle tier validates her token",
+        "GET /api/profile -> 200: the middle tier accepted the token",
+        "first request: OBO calls to the identity provider = 1",
+        "second request: served from the token cache, OBO calls still = 1",
+        "same user (oid), and the middle tier as the authorized party (azp)",
+        "GET /api/profile -> 401 with a claims challenge",
+        "Bob signs in again with the challenge",
+        "Demo complete",
+    ):
+        assert step in out, f"missing from the trace: {step}\n{out}"
+    assert '"amr": ["pwd", "mfa"]' in out
+    assert not JWT.search(out), "a raw JWT appeared in the demo output"
+    assert "Traceback" not in out
