@@ -28,6 +28,10 @@ def key_id(key: bytes) -> bytes:
     return hashlib.sha256(b"flask-obo cache key id\x00" + key).digest()[:_KID_LEN]
 
 
+def _binding(cache_key: str) -> str:
+    return cache_key[-16:]
+
+
 Entry = tuple[str, float, float, tuple[str, ...]]  # token, expires_on, refresh_on, scopes
 
 
@@ -44,7 +48,8 @@ class EntryCodec:
     def encode(self, cache_key: str, entry: Entry) -> bytes:
         token, expires_on, refresh_on, scopes = entry
         plain = json.dumps(
-            {"v": 1, "t": token, "e": expires_on, "r": refresh_on, "s": list(scopes)},
+            {"v": 1, "k": _binding(cache_key), "t": token, "e": expires_on, "r": refresh_on,
+             "s": list(scopes)},
             separators=(",", ":"),
         ).encode()
         if not self._ciphers:
@@ -72,7 +77,9 @@ class EntryCodec:
             scopes = tuple(data["s"])
         except (ValueError, KeyError, TypeError):
             return None
-        if data.get("v") != 1 or not isinstance(token, str) or not token:
+        if data.get("v") != 1 or data.get("k") != _binding(cache_key):
+            return None  # not written for this key (plaintext entries are bound to it too)
+        if not isinstance(token, str) or not token:
             return None
         if not all(isinstance(s, str) for s in scopes):
             return None

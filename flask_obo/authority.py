@@ -108,21 +108,22 @@ class Authority:
         # Entra's rule for multi-tenant authorities: the template's {tenantid} is the token's tid.
         return template.replace(TENANT_PLACEHOLDER, tenant_id)
 
-    def signing_key(self, kid: str) -> Key:
-        """The key for ``kid``; refetches the JWKS once for an unknown kid (rate-limited).
+    def signing_key(self, kid: str) -> tuple[Key, int]:
+        """The key for ``kid`` and the generation of the key set it is from; refetches the
+        JWKS once for an unknown kid (rate-limited).
 
         Raises UnknownSigningKey, or IdentityProviderUnavailable if no keys were ever fetched.
         """
         metadata = self._require_metadata()
         key = metadata.keys.get(kid)
         if key is not None:
-            return key
+            return key, metadata.generation
         if self._clock() - self._last_forced_refetch >= self._config.jwks_min_refetch_interval:
             self._forced_refetch(kid)
             metadata = self._require_metadata()
             key = metadata.keys.get(kid)
             if key is not None:
-                return key
+                return key, metadata.generation
         raise UnknownSigningKey
 
     def tick(self) -> None:

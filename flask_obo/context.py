@@ -15,13 +15,21 @@ from werkzeug.local import LocalProxy
 
 from .claims import TokenClaims
 from .errors import InvalidRequest, InvalidToken, MissingToken, OboError
-from .extension import get_state
 from .signals import token_rejected, token_validated
 
 if TYPE_CHECKING:
-    from flask import Flask
+    from flask import Flask, Request
+    from flask.ctx import _AppCtxGlobals
 
-__all__ = ["current_token", "get_assertion", "get_current_token", "verify_token_in_request"]
+    from .extension import OboState
+
+__all__ = [
+    "current_token",
+    "get_assertion",
+    "get_current_token",
+    "verify_request",
+    "verify_token_in_request",
+]
 
 log = logging.getLogger("flask_obo")
 
@@ -48,27 +56,40 @@ def verify_token_in_request(optional: bool = False) -> TokenClaims | None:
     ``optional`` (then returns None); ``InvalidRequest`` (400) for a malformed Authorization
     header; ``InvalidToken`` (401) for a token that fails any check; ``IdentityProviderUnavailable``
     (503) while the authority's keys cannot be had. A present but invalid token is refused even
-    when ``optional``.
+    when ``optional``. Idempotent within a request.
     """
-    verified: _Verified | None = g.get(_G_ATTR)
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    state = app.extensions.get("obo")
+    if state is None:
+        from .extension import get_state
+
+        state = get_state(app)  # raises the clear error
+    return verify_request(app, request._get_current_object(),  # type: ignore[attr-defined]
+                          state, optional=optional)
+
+
+def verify_request(app: Flask, req: Request, state: OboState, *,
+                   optional: bool = False) -> TokenClaims | None:
+    """``verify_token_in_request`` with the context objects already resolved (the hot path)."""
+    app_g: _AppCtxGlobals = g._get_current_object()  # type: ignore[attr-defined]
+    verified: _Verified | None = getattr(app_g, _G_ATTR, None)
     if verified is not None:
         return verified.claims
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    header = request.environ.get("HTTP_AUTHORIZATION")
+    header = req.environ.get("HTTP_AUTHORIZATION")
     token = _bearer_token(app, header) if header else None
     if token is None:
         if optional:
             return None
         _rejected(app, MissingToken(reason="missing"))
     try:
-        claims, cached = get_state(app).validator.validate_cached(token)
+        claims, cached = state.validator.validate_cached(token)
     except OboError as exc:
         _rejected(app, exc)
     except Exception as exc:  # fail closed: an unforeseen input is a bad token, never a 500
         log.warning("flask-obo: token refused after an unexpected %s in validation",
                     type(exc).__name__)
         _rejected(app, InvalidToken(reason="malformed"))
-    setattr(g, _G_ATTR, _Verified(claims, token))
+    setattr(app_g, _G_ATTR, _Verified(claims, token))
     if token_validated.receivers:
         token_validated.send(app, claims=claims, cached=cached)
     return claims
@@ -96,7 +117,11 @@ def _rejected(app: Flask, error: OboError) -> NoReturn:
 
 
 def _verified() -> _Verified:
-    verified: _Verified | None = g.get(_G_ATTR) if g else None
+    try:
+        verified: _Verified | None = getattr(
+            g._get_current_object(), _G_ATTR, None)  # type: ignore[attr-defined]
+    except RuntimeError:  # outside an app context
+        verified = None
     if verified is None:
         raise RuntimeError(
             "No validated access token in this request: the view is public, or the token "

@@ -28,6 +28,7 @@ from flask import current_app
 from urllib3.util.retry import Retry
 
 from ._http import build_session
+from .claims import TokenClaims
 from .config import DownstreamApi, OboConfig
 from .context import get_assertion, verify_token_in_request
 from .errors import ClaimsChallenge, InsufficientScope, UpstreamAuthError
@@ -102,23 +103,24 @@ class DownstreamSession:
     the same origin) and the usual ``requests`` arguments; a default timeout applies.
     """
 
-    __slots__ = ("_app_only", "_base_url", "_origin", "_pool", "_scopes", "_tenant",
+    __slots__ = ("_acquirer", "_base_url", "_caller", "_origin", "_pool", "_scopes", "_tenant",
                  "_timeout", "_token")
 
-    def __init__(self, pool: requests.Session, scopes: tuple[str, ...], *,
-                 base_url: str | None, timeout: float, app_only: bool = False,
-                 tenant: str | None = None) -> None:
+    def __init__(self, acquirer: TokenAcquirer, pool: requests.Session,
+                 scopes: tuple[str, ...], *, base_url: str | None, timeout: float,
+                 caller: TokenClaims | None = None, tenant: str | None = None) -> None:
+        self._acquirer = acquirer
         self._pool = pool
         self._scopes = scopes
         self._base_url = base_url
         self._origin = _origin(base_url) if base_url else None
         self._timeout = timeout
-        self._app_only = app_only
+        self._caller = caller  # None: an app-only session
         self._tenant = tenant
         self._token: AccessToken | None = None
 
     def __repr__(self) -> str:
-        kind = "app" if self._app_only else "on-behalf-of"
+        kind = "app" if self._caller is None else "on-behalf-of"
         return f"<DownstreamSession {kind} {self._base_url or ''} scopes={list(self._scopes)}>"
 
     @property
@@ -174,9 +176,12 @@ class DownstreamSession:
         return self.request("OPTIONS", url, **kwargs)
 
     def _acquire(self, claims: str | None) -> AccessToken:
-        if self._app_only:
-            return acquire_app_token(self._scopes, tenant=self._tenant, claims=claims)
-        return acquire_token_on_behalf_of(self._scopes, claims=claims)
+        caller = self._caller
+        if caller is None:
+            return self._acquirer.app_token(self._scopes, tenant=self._tenant, claims=claims)
+        return self._acquirer.on_behalf_of(get_assertion(), caller.token_hash, self._scopes,
+                                           tenant=caller.tid, claims=claims,
+                                           user=caller.oid or "")
 
     def _url(self, url: str) -> str:
         if "://" in url:
@@ -190,13 +195,12 @@ class DownstreamSession:
         return self._base_url + url.lstrip("/")
 
     def _refused(self, claims: str) -> Exception:
-        if self._app_only:
+        if self._caller is None:
             return UpstreamAuthError("The downstream API refused this API's app token.",
                                      reason="insufficient_claims")
-        state = get_state()
-        tenant = _acquirer(state).tenant_for(verify_token_in_request().tid)  # type: ignore[union-attr]
+        tenant = self._acquirer.tenant_for(self._caller.tid)
         return ClaimsChallenge(claims=claims, reason="downstream_claims_challenge",
-                               authorization_uri=f"{state.config.instance}/{tenant}"
+                               authorization_uri=f"{self._acquirer.config.instance}/{tenant}"
                                                  "/oauth2/v2.0/authorize")
 
 
@@ -259,6 +263,16 @@ def _resolve(state: Any, scopes: Scopes, api: str | None) -> tuple[tuple[str, ..
     return tuple(scopes.split()) if isinstance(scopes, str) else tuple(scopes), spec
 
 
+def _user_caller() -> TokenClaims:
+    """The validated caller, who must be a user: OBO exchanges only delegated tokens."""
+    caller = verify_token_in_request()
+    assert caller is not None  # not optional: it raised MissingToken otherwise
+    if caller.is_app_only:
+        raise InsufficientScope("This operation acts on behalf of a user: an app-only token "
+                                "cannot be used.", reason="user_token_required")
+    return caller
+
+
 def acquire_token_on_behalf_of(scopes: Scopes = None, *, api: str | None = None,
                                claims: str | None = None) -> AccessToken:
     """A downstream token for the caller of this request (validating the request first).
@@ -267,16 +281,12 @@ def acquire_token_on_behalf_of(scopes: Scopes = None, *, api: str | None = None,
     ``claims``: a claims challenge from the downstream API (bypasses the cache). Raises the
     errors of ``flask_obo.errors`` (401 with a claims challenge, 403 consent, 503, ...).
     """
-    caller = verify_token_in_request()
-    assert caller is not None  # not optional: it raised MissingToken otherwise
+    caller = _user_caller()
     state = get_state()
-    acquirer = _acquirer(state)
     wanted, _ = _resolve(state, scopes, api)
-    if caller.is_app_only:
-        raise InsufficientScope("This operation acts on behalf of a user: an app-only token "
-                                "cannot be used.", reason="user_token_required")
-    return acquirer.on_behalf_of(get_assertion(), caller.token_hash, wanted, tenant=caller.tid,
-                                 claims=claims, user=caller.oid or "")
+    return _acquirer(state).on_behalf_of(get_assertion(), caller.token_hash, wanted,
+                                         tenant=caller.tid, claims=claims,
+                                         user=caller.oid or "")
 
 
 def acquire_app_token(scopes: Scopes = None, *, api: str | None = None,
@@ -286,27 +296,34 @@ def acquire_app_token(scopes: Scopes = None, *, api: str | None = None,
     For a multi-tenant API the tenant is ``tenant``, else the validated caller's.
     """
     state = get_state()
-    acquirer = _acquirer(state)
     wanted, _ = _resolve(state, scopes, api)
+    return _acquirer(state).app_token(wanted, tenant=_app_tenant(state, tenant), claims=claims)
+
+
+def _app_tenant(state: Any, tenant: str | None) -> str | None:
     if tenant is None and state.config.is_multi_tenant:
         caller = verify_token_in_request(optional=True)
-        tenant = caller.tid if caller is not None else None
-    return acquirer.app_token(wanted, tenant=tenant, claims=claims)
+        return caller.tid if caller is not None else None
+    return tenant
 
 
 def get_downstream_session(api: str | None = None, scopes: Scopes = None) -> DownstreamSession:
     """A session that calls ``api`` (or any URL, with ``scopes``) as this request's caller.
 
-    An API configured with ``app_only: True`` gets the app's own token instead.
+    Validates the request first. An API configured with ``app_only: True`` gets the app's own
+    token instead. The token is acquired when the session is first used.
     """
     state = get_state()
     acquirer = _acquirer(state)
     wanted, spec = _resolve(state, scopes, api)
     if spec is not None and spec.app_only:
         return get_app_session(api, scopes)
-    pool = acquirer.pools.by_api[spec.name] if spec is not None else acquirer.pools.default
-    return DownstreamSession(pool, wanted, base_url=spec.base_url if spec else None,
-                             timeout=spec.timeout if spec else state.config.downstream_timeout)
+    caller = _user_caller()
+    if spec is None:
+        return DownstreamSession(acquirer, acquirer.pools.default, wanted, base_url=None,
+                                 timeout=state.config.downstream_timeout, caller=caller)
+    return DownstreamSession(acquirer, acquirer.pools.by_api[spec.name], wanted,
+                             base_url=spec.base_url, timeout=spec.timeout, caller=caller)
 
 
 def get_app_session(api: str | None = None, scopes: Scopes = None, *,
@@ -316,9 +333,9 @@ def get_app_session(api: str | None = None, scopes: Scopes = None, *,
     acquirer = _acquirer(state)
     wanted, spec = _resolve(state, scopes, api)
     pool = acquirer.pools.by_api[spec.name] if spec is not None else acquirer.pools.default
-    return DownstreamSession(pool, wanted, base_url=spec.base_url if spec else None,
+    return DownstreamSession(acquirer, pool, wanted, base_url=spec.base_url if spec else None,
                              timeout=spec.timeout if spec else state.config.downstream_timeout,
-                             app_only=True, tenant=tenant)
+                             tenant=_app_tenant(state, tenant))
 
 
 # the decorators ----------------------------------------------------------------------------
@@ -334,8 +351,7 @@ def requires_downstream(scopes: Scopes = None, *, api: str | None = None,
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            verify_token_in_request()
-            kwargs[arg] = get_downstream_session(api, scopes)
+            kwargs[arg] = get_downstream_session(api, scopes)  # validates the request first
             return current_app.ensure_sync(view)(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

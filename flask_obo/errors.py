@@ -58,7 +58,9 @@ def bearer_challenge(params: Mapping[str, str | None]) -> str:
 class OboError(HTTPException):
     """Base class: an HTTP error with a problem+json body and an optional Bearer challenge."""
 
-    code = 500
+    # None on the base class: Flask files an errorhandler(OboError) under "any code", so it
+    # catches every subclass (with a code here, it would only see that code).
+    code: int | None = None
     title = "Error"
     #: RFC 6750 error code for WWW-Authenticate; None: no error attribute.
     error: str | None = None
@@ -136,7 +138,7 @@ class OboError(HTTPException):
             renderer = getattr(state, "error_renderer", None)
             if renderer is not None:
                 return cast(Response, renderer(self))
-        return Response(self.get_body(), self.code, self.get_headers())
+        return Response(self.get_body(), self.code or 500, self.get_headers())
 
 
 class MissingToken(OboError):

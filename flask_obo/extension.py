@@ -7,11 +7,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Blueprint, Flask, current_app, request
+from flask import Blueprint, Flask, Request, current_app, request
 from werkzeug.sansio.response import Response as SansIOResponse
 
 from ._http import PinnedTrustSession, build_session
 from .config import DEFAULTS, ConfigError, OboConfig
+from .context import verify_request
 
 if TYPE_CHECKING:
     from flask_caching import Cache
@@ -46,6 +47,8 @@ class OboState:
     acquirer: TokenAcquirer | None = None  # None: a validation-only API (no credential)
     error_renderer: ErrorRenderer | None = None
     public_blueprints: set[str] = field(default_factory=set)
+    #: endpoint -> public? Decided once per endpoint: views cannot change after the first request.
+    public_endpoint_cache: dict[str, bool] = field(default_factory=dict)
 
 
 def get_state(app: Flask | None = None) -> OboState:
@@ -117,31 +120,43 @@ class FlaskOBO:
         state = get_state(app)
         for bp in blueprints:
             state.public_blueprints.add(bp if isinstance(bp, str) else bp.name)
+        state.public_endpoint_cache.clear()
 
 
-def _is_public(state: OboState) -> bool:
-    if request.method == "OPTIONS":  # CORS preflight never carries credentials
+def _is_public(app: Flask, req: Request, state: OboState) -> bool:
+    if req.method == "OPTIONS":  # CORS preflight never carries credentials
         return True
-    endpoint = request.endpoint
+    endpoint = req.endpoint
     if endpoint is None:  # no route matched: challenge anyway, so 404s reveal nothing
         return False
+    public = state.public_endpoint_cache.get(endpoint)
+    if public is None:
+        public = _endpoint_is_public(app, req, state, endpoint)
+        state.public_endpoint_cache[endpoint] = public
+    return public
+
+
+def _endpoint_is_public(app: Flask, req: Request, state: OboState, endpoint: str) -> bool:
     if endpoint == "static" or endpoint.endswith(".static"):
         return True
     if endpoint in state.config.public_endpoints:
         return True
-    if request.blueprint and set(request.blueprints) & state.public_blueprints:
+    if req.blueprint and set(req.blueprints) & state.public_blueprints:
         return True
-    view = current_app.view_functions.get(endpoint)
+    view = app.view_functions.get(endpoint)
     return bool(getattr(view, _PUBLIC_ATTR, False))
 
 
 def _guard() -> None:
-    state = get_state()
-    if _is_public(state):
+    # Runs on every request: resolve the context-local proxies once.
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    state = app.extensions.get("obo")
+    if state is None:
+        state = get_state(app)  # raises the clear error
+    if _is_public(app, req, state):
         return
-    from .context import verify_token_in_request
-
-    verify_token_in_request()
+    verify_request(app, req, state)
 
 
 def _blueprint() -> Blueprint:

@@ -76,7 +76,8 @@ def create_acquirer(app: Flask, config: OboConfig, http: PinnedTrustSession,
         if reserved:
             raise ConfigError(f"OBO_DOWNSTREAM_APIS[{api.name!r}]['scopes'] has {sorted(reserved)}"
                               ": list only the downstream API's own scopes.")
-    acquirer = TokenAcquirer(config, http, credential, build_token_cache(app, config, cache),
+    acquirer = TokenAcquirer(config, http, credential,
+                             build_token_cache(app, config, cache, credential),
                              DownstreamPools(config), sender=app)
     log.info("flask-obo: on-behalf-of enabled for client %s with a %s", config.client_id,
              credential.description)

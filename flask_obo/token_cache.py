@@ -33,6 +33,8 @@ from .config import ConfigError, OboConfig
 if TYPE_CHECKING:
     from flask import Flask
 
+    from .credentials import ClientCredential
+
 __all__ = ["AccessToken", "FlightTimeout", "OboTokenCache", "build_token_cache", "cache_key"]
 
 log = logging.getLogger("flask_obo.cache")
@@ -129,7 +131,8 @@ class OboTokenCache:
 
     @property
     def shared(self) -> bool:
-        return type(self.backend).__name__ in SHARED_BACKENDS
+        return (getattr(self.backend, "shared", False) is True
+                or type(self.backend).__name__ in SHARED_BACKENDS)
 
     def key(self, kind: str, client_id: str, tenant: str, subject: str,
             scopes: Iterable[str], claims: str | None = None) -> str:
@@ -211,6 +214,10 @@ class OboTokenCache:
 
         def refresh() -> AccessToken:
             with self._lock_factory(key):
+                # Another process may have refreshed it while we waited for the lock.
+                again = self._get_from_backend(key)
+                if again is not None and again.refresh_on > time.time():
+                    return again
                 return self.set(key, fetch())
 
         return self.flights.start_in_background(key, refresh)
@@ -236,13 +243,16 @@ class OboTokenCache:
             return None
 
 
-def build_token_cache(app: Flask, config: OboConfig, cache: Any | None) -> OboTokenCache:
+def build_token_cache(app: Flask, config: OboConfig, cache: Any | None,
+                      credential: ClientCredential | None = None) -> OboTokenCache:
     """The app's token cache: over ``cache`` (a flask_caching.Cache or a backend), else a
-    backend built from ``OBO_CACHE``, else an in-process ``SimpleCache``."""
+    backend built from ``OBO_CACHE``, else an in-process ``SimpleCache``. A shared backend
+    encrypts (a key derived from ``credential`` unless keys are configured); Redis also locks."""
+    from ._shared_cache import shared_cache_parts
+
     return OboTokenCache(
-        _resolve_backend(app, config, cache),
+        **shared_cache_parts(config, _resolve_backend(app, config, cache), credential),
         prefix=config.cache_key_prefix,
-        encryption_keys=config.cache_encryption_keys,
         expiry_margin=config.cache_expiry_margin,
         refresh_ahead=config.cache_refresh_ahead,
         wait_timeout=config.cache_lock_timeout + 2 * config.http_timeout,
@@ -267,7 +277,9 @@ def _resolve_backend(app: Flask, config: OboConfig, cache: Any | None) -> Any:
         raise ConfigError("FlaskOBO(cache=...) must be a flask_caching.Cache or a Flask-Caching "
                           f"backend, not {type(cache).__name__}.")
     if config.cache is not None:
-        settings = dict(config.cache)
+        from ._redis_store import with_redis_defaults
+
+        settings = with_redis_defaults(config.cache)  # short Redis timeouts unless set
         if not settings.get("CACHE_TYPE"):
             raise ConfigError("OBO_CACHE needs a CACHE_TYPE, e.g. {'CACHE_TYPE': 'RedisCache', "
                               "'CACHE_REDIS_URL': 'redis://localhost:6379/0'}.")

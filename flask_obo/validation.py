@@ -119,9 +119,8 @@ class TokenValidator:
         now = self._clock()
         authority = self.authority
         authority.tick()
-        generation = authority.generation
-        if self._cache_generation != generation:
-            self._drop_cache(generation)
+        if self._cache_generation != authority.generation:
+            self._drop_cache(authority.generation)
         entry = self._cache.get(digest)
         if entry is not None:
             if now > entry[1]:
@@ -131,13 +130,15 @@ class TokenValidator:
             except KeyError:  # evicted by another thread meanwhile
                 pass
             return entry[0], True
-        claims = self._validate_new(token, data, digest.hex(), now)
+        claims, generation = self._validate_new(token, data, digest.hex(), now)
         self._remember(digest, claims, generation)
         return claims, False
 
     # -- the full validation -------------------------------------------------------------
 
-    def _validate_new(self, token: str, data: bytes, token_hash: str, now: float) -> TokenClaims:
+    def _validate_new(self, token: str, data: bytes, token_hash: str,
+                      now: float) -> tuple[TokenClaims, int]:
+        """The claims, and the generation of the key set whose key verified the signature."""
         segments = token.split(".")
         if len(segments) == 5:
             _reject("encrypted")
@@ -163,7 +164,7 @@ class TokenValidator:
         if not signature_segment:
             _reject("signature")
         try:
-            key = self.authority.signing_key(kid)
+            key, generation = self.authority.signing_key(kid)
         except UnknownSigningKey:
             _reject("unknown_key")
         try:
@@ -173,7 +174,7 @@ class TokenValidator:
             _reject("signature")
         claims = _decode_json(payload)
         self._check_claims(claims, now)
-        return TokenClaims(claims, token_hash=token_hash)
+        return TokenClaims(claims, token_hash=token_hash), generation
 
     def _check_claims(self, claims: dict[str, Any], now: float) -> None:
         version = claims.get("ver")
@@ -212,11 +213,13 @@ class TokenValidator:
     # -- the validated-token cache -------------------------------------------------------
 
     def _remember(self, digest: bytes, claims: TokenClaims, generation: int) -> None:
-        # Only a token checked against the key set still current may be remembered.
-        if (self._cache_size <= 0 or generation != self._cache_generation
-                or generation != self.authority.generation):
+        # Only a token verified with the key set still current may be remembered.
+        if self._cache_size <= 0 or generation != self.authority.generation:
             return
         with self._cache_lock:
+            if generation != self._cache_generation:
+                self._cache.clear()
+                self._cache_generation = generation
             self._cache[digest] = (claims, claims.expires_at + self._skew)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)

@@ -9,9 +9,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,23 +18,11 @@ from typing import Any
 import pytest
 from flask import Flask, Response, jsonify, request
 from flask.testing import FlaskClient
-from werkzeug.serving import BaseWSGIServer, make_server
+from obo_helpers import LoopbackServer, cae_challenge, token_hash
 
 from flask_obo.downstream import DownstreamSession, requires_app_token, requires_downstream
 from flask_obo.extension import FlaskOBO
 from flask_obo.testing import App, EntraEmulator, User
-
-CAE_CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}'
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def cae_challenge(claims: str = CAE_CLAIMS) -> str:
-    encoded = base64.b64encode(claims.encode()).decode()
-    return (f'Bearer realm="", authorization_uri="https://login.example/authorize", '
-            f'error="insufficient_claims", claims="{encoded}"')
 
 
 @dataclass
@@ -115,23 +100,6 @@ def _downstream_app(emu: EntraEmulator, registration: App, state: dict[str, Any]
         return response
 
     return app
-
-
-class LoopbackServer:
-    """A WSGI app served by werkzeug on 127.0.0.1 from a daemon thread."""
-
-    def __init__(self, app: Any, ssl_context: Any = None) -> None:
-        self.server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True,
-                                                  ssl_context=ssl_context)
-        scheme = "https" if ssl_context else "http"
-        self.url = f"{scheme}://127.0.0.1:{self.server.port}/"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture(scope="session")
@@ -236,14 +204,3 @@ def make_middle(entra: Any, downstream: Downstream) -> Iterator[MakeMiddle]:
         acquirer = middle.app.extensions["obo"].acquirer
         if acquirer is not None:
             acquirer.close()
-
-
-def challenge_params(header: str) -> dict[str, str]:
-    import re
-
-    assert header.startswith("Bearer "), header
-    return dict(re.findall(r'(\w+)="([^"]*)"', header))
-
-
-def decode_claims(encoded: str) -> Any:
-    return json.loads(base64.b64decode(encoded))

@@ -264,22 +264,40 @@ class AttackerServer:
 
 
 class LoopbackApp:
-    """A WSGI app served on 127.0.0.1 by werkzeug in a thread (a real downstream API)."""
+    """A WSGI app served on 127.0.0.1 by werkzeug in a thread (a real downstream API).
+
+    ``stop()`` closes the port (connections are refused); ``start()`` serves it again on the
+    same port.
+    """
 
     def __init__(self, app: Any) -> None:
-        self._server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
+        self.app = app
+        self._server: BaseWSGIServer | None = make_server("127.0.0.1", 0, app, threaded=True)
         self.port = self._server.server_port
         self.url = f"http://127.0.0.1:{self.port}/"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> LoopbackApp:
+    def start(self) -> LoopbackApp:
+        if self._server is None:
+            self._server = make_server("127.0.0.1", self.port, self.app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
 
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def __enter__(self) -> LoopbackApp:
+        return self.start()
+
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self.stop()
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:

@@ -201,3 +201,15 @@ def test_strict_mode_refuses_any_reuse(cert: ClientCertificate) -> None:
         assert post_token(emu, data).status_code == 200
         body = assert_entra_error(post_token(emu, data), 401, "invalid_client", 700027)
         assert "replayed" in body["error_description"]
+
+
+def test_instance_discovery_can_point_at_the_emulator(world: World) -> None:
+    import msal
+
+    app = msal.ConfidentialClientApplication(
+        world.api.client_id, client_credential=world.secret, authority=world.emu.authority(),
+        instance_discovery=f"{world.emu.base_url}/common/discovery/instance",
+        http_client=world.emu.http_client())
+    result = app.acquire_token_for_client([f"{world.down.app_id_uri}/.default"])
+    assert "access_token" in result, result
+    assert world.entra.calls(endpoint="discovery")[0]["path"] == "/common/discovery/instance"

@@ -143,3 +143,8 @@ def test_key_rotation_publishes_both_keys_then_retires_the_old() -> None:
         assert emu.retire_old_keys() == [old_kid]
         assert [k["kid"] for k in get(emu, emu.jwks_uri()).json()["keys"]] == [new_kid]
         assert claims_of(new_token)["aud"] == app.client_id
+
+
+def test_a_busy_port_raises_oserror(entra_emulator: EntraEmulator) -> None:
+    with pytest.raises(OSError):
+        EntraEmulator(port=entra_emulator.port)

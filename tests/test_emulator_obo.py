@@ -6,6 +6,7 @@ import base64
 import json
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -16,13 +17,14 @@ from emulator_fixtures import (
     claims_of,
     header_of,
     post_token,
+    session_for,
     verify_with_jwks,
     world_fixture,  # noqa: F401 - the world fixture
 )
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from flask_obo.testing import EntraEmulator
+from flask_obo.testing import EntraEmulator, make_client_certificate
 
 
 def obo(world: World, assertion: str, scopes: list[str] | None = None, **kwargs: Any) -> Any:
@@ -200,3 +202,56 @@ def test_obo_at_a_multi_tenant_authority_uses_the_assertion_tenant(
     result = obo(world, world.user_token(), tenant=tenant)
     claims = claims_of(result["access_token"])
     assert claims["tid"] == world.emu.tenant_id and claims["iss"] == world.emu.issuer()
+
+
+def test_obo_with_a_certificate_credential(world: World) -> None:
+    cert = make_client_certificate("middle-tier")
+    world.emu.register_certificate(world.api, cert)
+    cca = world.cca(cert)
+    for user in (world.bob, world.bob):  # MSAL reuses its client assertion: accepted
+        result = cca.acquire_token_on_behalf_of(world.user_token(user), [world.down_scope()])
+        assert claims_of(result["access_token"])["azpacr"] == "2"
+
+
+def test_concurrent_obo_calls(world: World) -> None:
+    cca = world.cca()
+    tokens = [world.user_token() for _ in range(16)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(
+            lambda t: cca.acquire_token_on_behalf_of(t, [world.down_scope()]), tokens))
+    assert all("access_token" in r for r in results), results
+    assert len(world.entra.calls("on_behalf_of")) == 16
+
+
+def test_obo_for_a_user_of_another_tenant(entra: Any) -> None:
+    fabrikam = entra.add_tenant()
+    api = entra.register_app("saas-api", secret="s", scopes=["access_as_user"], multi_tenant=True)
+    down = entra.register_app("saas-down", scopes=["read"], multi_tenant=True)
+    single = entra.register_app("single-api", secret="s", scopes=["access_as_user"])
+    user = entra.add_user("judy", password="pw", tenant=fabrikam)
+    cca = entra.confidential_client(api, "s", tenant=fabrikam)
+    token = entra.issue_user_token(user, resource=api)
+    assert claims_of(token)["iss"] == entra.issuer(fabrikam)
+    refused = cca.acquire_token_on_behalf_of(token, [f"{down.app_id_uri}/read"])
+    assert_entra_error(refused, None, "invalid_grant", 65001)  # consent is per tenant
+    entra.grant_consent(client=api, resource=down, scopes=["read"], tenant=fabrikam)
+    # A new MSAL app: MSAL replays a 400 answer to an identical request for 60 s.
+    cca = entra.confidential_client(api, "s", tenant=fabrikam)
+    result = cca.acquire_token_on_behalf_of(token, [f"{down.app_id_uri}/read"])
+    claims = claims_of(result["access_token"])
+    assert (claims["tid"], claims["iss"]) == (fabrikam, entra.issuer(fabrikam))
+    foreign = entra.confidential_client(single, "s", tenant=fabrikam).acquire_token_on_behalf_of(
+        entra.issue_user_token(user, resource=single), [f"{down.app_id_uri}/read"])
+    assert_entra_error(foreign, None, "unauthorized_client", 700016)
+
+
+def test_v1_token_endpoint_accepts_resource(world: World) -> None:
+    with session_for(world.emu) as session:
+        response = session.post(f"{world.emu.authority()}/oauth2/token", data={
+            "grant_type": "client_credentials", "client_id": world.api.client_id,
+            "client_secret": world.secret, "resource": world.down.app_id_uri}, timeout=10)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert claims_of(body["access_token"])["aud"] == world.down.client_id
+    assert body["resource"] == world.down.app_id_uri
+    assert int(body["expires_on"]) - int(body["not_before"]) == int(body["expires_in"])

@@ -74,7 +74,7 @@ def test_public_views_options_and_static_are_not_challenged(tmp_path: Any,
                                                             emulator: EntraTestHelper,
                                                             api_registration: App) -> None:
     (tmp_path / "logo.txt").write_text("hello")
-    app = Flask("static-app", static_folder=str(tmp_path))
+    app = Flask("static-app", static_folder=str(tmp_path), static_url_path="/static")
     app.config.update(TESTING=True, OBO_AUTHORITY=emulator.authority(),
                       OBO_CLIENT_ID=api_registration.client_id, OBO_CA_BUNDLE=emulator.ca_bundle,
                       OBO_PUBLIC_ENDPOINTS=["ready"])
@@ -208,10 +208,11 @@ def test_an_app_error_handler_can_override_too(make_app: MakeApp) -> None:
 
     @app.errorhandler(OboError)
     def unauthorized(error: OboError) -> Any:
-        return {"custom": error.reason}, 401, {"WWW-Authenticate": "Bearer"}
+        return {"custom": error.reason}, error.code, {"WWW-Authenticate": "Bearer"}
 
-    response = app.test_client().get("/me")
-    assert response.json == {"custom": "missing"}
+    client = app.test_client()
+    assert client.get("/me").json == {"custom": "missing"}
+    assert client.get("/me", headers=bearer("x")).json == {"custom": "malformed"}
 
 
 def test_one_extension_object_serves_several_apps(emulator: EntraTestHelper,

@@ -8,19 +8,17 @@ nothing cached, nothing of a token in the logs, and recovery on the next request
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from obo_fixtures import (  # noqa: F401
-    Downstream,
-    MakeMiddle,
-    challenge_params,
-    decode_claims,
-    downstream,
-    make_middle,
-)
+from obo_helpers import challenge_params, decode_claims
 
 from flask_obo.signals import downstream_token_acquired, obo_failed
+
+if TYPE_CHECKING:
+    from obo_fixtures import Downstream, MakeMiddle
+
+pytest_plugins = ["obo_fixtures"]
 
 
 def test_mfa_challenge_end_to_end(make_middle: MakeMiddle, entra: Any,

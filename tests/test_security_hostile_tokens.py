@@ -891,14 +891,15 @@ for _special in ("NaN", "Infinity", "-Infinity"):
         claims = w.claims
         claims.pop("exp")
         return w.sign(b64url(json.dumps(claims)[:-1] + f',"exp":{special}}}'))
-    case(f"exp-{_special}", reason="no_expiry")(_special_exp)
+    # Not JSON at all (RFC 8259), and not a time either: refused as one or the other.
+    case(f"exp-{_special}")(_special_exp)
 
     def _special_nbf(w: World, special: str = _special) -> str:
         claims = w.claims
         claims.pop("nbf", None)
         return w.sign(b64url(json.dumps(claims)[:-1] + f',"nbf":{special}}}'))
     if _special != "-Infinity":
-        case(f"nbf-{_special}", reason="not_yet_valid")(_special_nbf)
+        case(f"nbf-{_special}")(_special_nbf)
 
 
 @case("nbf-string", reason="not_yet_valid")

@@ -1,8 +1,25 @@
 """An offline Microsoft Entra ID for tests and demos: ``EntraEmulator`` and its pytest plugin.
 
-See :mod:`flask_obo.testing.emulator` for the emulator, :mod:`flask_obo.testing.pytest_plugin`
-for the ``entra_emulator`` and ``entra`` fixtures, and :mod:`flask_obo.testing.faults` for
-fault injection.
+::
+
+    from flask_obo.testing import EntraEmulator
+
+    with EntraEmulator() as emu:        # EntraEmulator(port=..., token_lifetime=..., ...)
+        api = emu.register_app("middle-tier", secret="s3cret", scopes=["access_as_user"])
+        down = emu.register_app("downstream", scopes=["read", "write"], roles=["Reader"])
+        emu.grant_consent(client=api, resource=down, scopes=["read"], roles=["Reader"])
+        cli = emu.register_app("cli")  # no credential: a public client
+        alice = emu.add_user("alice@contoso.test", password="pw", mfa_required_for=[down])
+        token = emu.issue_user_token(alice, resource=api, scopes=["access_as_user"])
+        cca = emu.confidential_client(api, "s3cret")   # a real msal app, wired to the emulator
+        cca.acquire_token_on_behalf_of(token, [f"{down.app_id_uri}/read"])
+        emu.calls("on_behalf_of")                      # what reached the token endpoint
+
+Clients trust ``emu.ca_bundle`` (build sessions with ``flask_obo._http.build_session``).
+See :mod:`~flask_obo.testing.emulator` for the whole API,
+:mod:`~flask_obo.testing.pytest_plugin` for the ``entra_emulator`` and ``entra`` fixtures,
+:mod:`~flask_obo.testing.faults` for fault injection, :mod:`~flask_obo.testing.grants` for the
+grants and their errors, and ``python -m flask_obo.testing serve`` for a standalone server.
 """
 
 from .calls import fingerprint

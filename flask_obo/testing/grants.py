@@ -339,14 +339,17 @@ class TokenEndpoint:
         if password is None:
             raise _missing("password")
         ctx.record["user"] = username
+        path_tid = ctx.tenant.tenant_id if ctx.tenant else None
+        ident = self._authenticate(ctx, path_tid, allow_public=True)
         user = self.directory.user_by_name(username)
-        where = ctx.tenant.tenant_id if ctx.tenant else "organizations"
-        if user is None or (ctx.tenant is not None and user.tenant_id != ctx.tenant.tenant_id):
+        if user is None or (path_tid is not None and user.tenant_id != path_tid):
             raise EntraError("invalid_grant", 50034, f"The user account {{EUII Hidden}} does not "
-                             f"exist in the {where} directory. To sign into this application, "
-                             "the account must be added to the directory.")
+                             f"exist in the {path_tid or ctx.path_tenant} directory. To sign "
+                             "into this application, the account must be added to the directory.")
         tid = user.tenant_id
-        ident = self._authenticate(ctx, tid, allow_public=True)
+        if not self.directory.app_visible_in(ident.app, tid):
+            raise EntraError("unauthorized_client", 700016, f"Application with identifier "
+                             f"'{ident.app.client_id}' was not found in the directory '{tid}'.")
         if not user.check_password(password):
             raise EntraError("invalid_grant", 50126,
                              "Error validating credentials due to invalid username or password.")

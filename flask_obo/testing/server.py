@@ -7,6 +7,7 @@ Routes, per tenant (a GUID, a verified domain, ``common`` or ``organizations``):
 - ``POST /{tenant}/oauth2/v2.0/token`` (and the v1 ``/{tenant}/oauth2/token`` with ``resource=``)
 - ``GET  /{tenant}/oauth2/v2.0/authorize``: 400, the emulator has no browser sign-in
 - ``GET  /common/userrealm/{user}``: the realm MSAL's username/password flow asks for
+- ``GET  /common/discovery/instance``: instance discovery, for clients told to ask the emulator
 
 TLS handshakes happen in the worker threads (not in the accept loop), so one stuck client
 cannot stall the others.
@@ -24,6 +25,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -44,7 +46,7 @@ logger = logging.getLogger("flask_obo.testing")
 _CATEGORIES = {
     "discovery_v2": "discovery", "discovery_v1": "discovery", "jwks_v2": "jwks",
     "jwks_v1": "jwks", "token_v2": "token", "token_v1": "token", "userrealm": "userrealm",
-    "authorize": "authorize",
+    "authorize": "authorize", "instance_discovery": "discovery",
 }
 _GARBAGE = b'{"token_type": "Bearer", "access_token": "eyJ0eXAiOiJKV1Qi\x00<html>oops'
 
@@ -117,6 +119,20 @@ def _apply_fault(services: Services, fault: Fault) -> Response | None:
     if fault.retry_after is not None:
         err.headers["Retry-After"] = str(fault.retry_after)
     return _error(services, err)
+
+
+def _v1_response(body: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
+    """The v1 endpoint's shape: numbers as strings, ``expires_on``, ``resource``."""
+    out = dict(body)
+    if "expires_in" in out:
+        now = int(time.time())
+        out["expires_on"] = str(now + int(out["expires_in"]))
+        out["not_before"] = str(now)
+        out["expires_in"] = str(out["expires_in"])
+        out["ext_expires_in"] = str(out.get("ext_expires_in", out["expires_in"]))
+    if form.get("resource"):
+        out["resource"] = form["resource"]
+    return out
 
 
 def _register_hooks(app: Flask, services: Services) -> None:
@@ -218,6 +234,8 @@ def build_app(services: Services) -> Flask:
         except EntraError as err:
             g.record.update(error=err.error, error_codes=[err.code], suberror=err.suberror)
             return _error(services, err)
+        if v1:
+            body = _v1_response(body, form)
         response = _json(body)
         response.headers["Cache-Control"] = "no-store, no-cache"
         response.headers["Pragma"] = "no-cache"
@@ -237,6 +255,21 @@ def build_app(services: Services) -> Flask:
             "invalid_request", 9002313, "Invalid request. The Entra emulator has no interactive "
             "(browser) sign-in. Get user tokens with the password grant (emu.public_client(...)"
             ".acquire_token_by_username_password) or with emu.issue_user_token(...)."))
+
+    @app.get("/<tenant>/discovery/instance")
+    def instance_discovery(tenant: str) -> Response:
+        # For clients pointed at the emulator for instance discovery (MSAL Python accepts a URL
+        # as ``instance_discovery``): the emulator is its own, only, cloud instance.
+        target = urlsplit(request.args.get("authorization_endpoint", ""))
+        segment = target.path.strip("/").split("/")[0] if target.path.strip("/") else "common"
+        host = urlsplit(services.base).netloc
+        return _json({
+            "tenant_discovery_endpoint":
+                f"{services.base}/{segment}/v2.0/.well-known/openid-configuration",
+            "api-version": "1.1",
+            "metadata": [{"preferred_network": host, "preferred_cache": host,
+                          "aliases": [host]}],
+        })
 
     @app.get("/<tenant>/userrealm/<path:username>")
     def userrealm(tenant: str, username: str) -> Response:
@@ -270,7 +303,15 @@ class EmulatorServer(ThreadedWSGIServer):
     """A threaded werkzeug server on 127.0.0.1 whose sockets speak TLS."""
 
     def __init__(self, port: int, app: Any, ssl_context: ssl.SSLContext) -> None:
-        super().__init__("127.0.0.1", port, app, handler=_Handler)
+        # Bind here so that a busy port raises OSError (werkzeug would print and sys.exit).
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", port))
+            listener.listen(128)
+            super().__init__("127.0.0.1", port, app, handler=_Handler, fd=listener.fileno())
+        finally:
+            listener.close()  # werkzeug works on its own duplicate of the descriptor
         self._tls = ssl_context
         self.ssl_context = ssl_context  # werkzeug reads it for wsgi.url_scheme
         self._thread: threading.Thread | None = None

@@ -1,0 +1,337 @@
+"""``OboTokenCache``: hashed keys, TTLs, encryption at rest and key rotation, entries that do not
+decode (misses, never errors), a failing backend (bypassed, logged once), the bounded
+in-process front, single flight and refresh ahead; and where the backend comes from.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import pickle
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask_caching import Cache
+from flask_caching.backends.simplecache import SimpleCache
+
+from flask_obo.config import ConfigError
+from flask_obo.extension import FlaskOBO
+from flask_obo.token_cache import AccessToken, FlightTimeout, OboTokenCache, cache_key
+
+TOKEN = "eyJ0eXAiOiJKV1QifQ." + "x" * 600 + ".signature-part-of-the-token"
+
+
+def make_cache(backend: Any = None, **kwargs: Any) -> OboTokenCache:
+    return OboTokenCache(SimpleCache(threshold=1000) if backend is None else backend, **kwargs)
+
+
+def token(lifetime: float = 3600, value: str = TOKEN) -> AccessToken:
+    return AccessToken(value, time.time() + lifetime, ("api://down/read",))
+
+
+def key_of(user: str = "alice", **parts: Any) -> str:
+    args = {"kind": "obo", "client_id": "client", "tenant": "tid",
+            "subject": f"hash-of-{user}", "scopes": ("api://down/read",), "claims": None}
+    args.update(parts)
+    return cache_key("flask_obo:", **args)
+
+
+def new_key() -> str:
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def test_keys_are_hashes_that_separate_every_part() -> None:
+    base = key_of()
+    assert base.startswith("flask_obo:") and len(base) == len("flask_obo:") + 64
+    assert "hash-of-alice" not in base
+    variants = [key_of("bob"), key_of(tenant="other"), key_of(client_id="other"),
+                key_of(scopes=("api://down/write",)), key_of(claims='{"x":1}'),
+                key_of(kind="app")]
+    assert len({base, *variants}) == len(variants) + 1
+    assert key_of(tenant="TID") == key_of(tenant="tid")  # tenant ids are case-insensitive
+
+
+def test_access_token_repr_hides_the_token() -> None:
+    value = token()
+    assert TOKEN not in repr(value) and TOKEN not in str(value)
+    assert value.authorization == "Bearer " + TOKEN
+
+
+def test_entry_ttl_is_expiry_minus_margin() -> None:
+    backend = SimpleCache()
+    cache = make_cache(backend, expiry_margin=60, refresh_ahead=300)
+    stored = cache.set(key_of(), token(3600))
+    expires, _ = backend._cache[key_of()]
+    assert abs(expires - (time.time() + 3600 - 60)) <= 2
+    # refresh-ahead begins refresh_ahead seconds before the entry's own end
+    assert abs(stored.refresh_on - (stored.expires_on - 60 - 300)) < 0.01
+
+
+def test_token_shorter_than_the_margin_is_not_cached(caplog: pytest.LogCaptureFixture) -> None:
+    backend = SimpleCache()
+    cache = make_cache(backend, expiry_margin=60)
+    with caplog.at_level(logging.WARNING, logger="flask_obo.cache"):
+        cache.set(key_of(), token(30))
+    assert backend._cache == {}
+    assert cache.get(key_of()) is None
+    assert "OBO_CACHE_EXPIRY_MARGIN" in caplog.text
+
+
+def test_never_serves_past_expiry_minus_margin() -> None:
+    cache = make_cache(expiry_margin=1, refresh_ahead=0)
+    cache.set(key_of(), token(2.5))
+    assert cache.get(key_of()) is not None
+    time.sleep(1.6)
+    assert cache.get(key_of()) is None  # neither the front nor the backend serves it
+
+
+def test_encrypted_round_trip_keeps_no_token_in_the_backend() -> None:
+    backend = SimpleCache()
+    keys = [base64.urlsafe_b64decode(new_key())]
+    make_cache(backend, encryption_keys=keys).set(key_of(), token())
+    _, raw = backend._cache[key_of()]
+    stored = pickle.loads(raw)
+    assert b"signature-part" not in stored and b"eyJ0eXAi" not in stored
+    fresh = make_cache(backend, encryption_keys=keys)  # another process: empty front
+    found = fresh.get(key_of())
+    assert found is not None and found.token == TOKEN
+
+
+def test_key_rotation() -> None:
+    backend = SimpleCache()
+    old, new, unknown = (base64.urlsafe_b64decode(new_key()) for _ in range(3))
+    make_cache(backend, encryption_keys=[old]).set(key_of("alice"), token(value="A" * 40))
+    rotated = make_cache(backend, encryption_keys=[new, old])
+    assert rotated.get(key_of("alice")).token == "A" * 40  # type: ignore[union-attr]
+    rotated.set(key_of("bob"), token(value="B" * 40))  # written under the new key
+    assert make_cache(backend, encryption_keys=[new]).get(key_of("bob")).token == "B" * 40  # type: ignore[union-attr]
+    assert make_cache(backend, encryption_keys=[old]).get(key_of("bob")) is None
+    assert make_cache(backend, encryption_keys=[unknown]).get(key_of("alice")) is None
+
+
+@pytest.mark.parametrize("encrypted", [True, False])
+def test_undecodable_entries_are_misses(encrypted: bool) -> None:
+    backend = SimpleCache()
+    keys = [base64.urlsafe_b64decode(new_key())] if encrypted else []
+    writer = make_cache(backend, encryption_keys=keys)
+    writer.set(key_of("alice"), token())
+    good = backend.get(key_of("alice"))
+    tampered = good[:-1] + bytes([good[-1] ^ 1])
+    planted: list[Any] = [tampered, good[: len(good) // 2], b"", b"\x07junk", "a string",
+                          {"t": TOKEN}, 42, b'\x00{"v":1,"t":"x"}']
+    for value in planted:
+        backend.set(key_of("mallory"), value)
+        assert make_cache(backend, encryption_keys=keys).get(key_of("mallory")) is None
+    # alice's entry moved under bob's key is not bob's token
+    backend.set(key_of("bob"), good)
+    assert make_cache(backend, encryption_keys=keys).get(key_of("bob")) is None
+
+
+def test_plaintext_entries_are_refused_once_encryption_is_on() -> None:
+    backend = SimpleCache()
+    make_cache(backend).set(key_of(), token())
+    assert make_cache(backend).get(key_of()) is not None
+    on = make_cache(backend, encryption_keys=[base64.urlsafe_b64decode(new_key())])
+    assert on.get(key_of()) is None
+
+
+class BrokenBackend:
+    """A backend that is down: every call raises, as a Redis client does."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def _fail(self, *args: Any) -> Any:
+        self.calls += 1
+        raise ConnectionError("backend down")
+
+    get = set = delete = _fail
+
+
+def test_failing_backend_is_bypassed_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    backend = BrokenBackend()
+    cache = make_cache(backend)
+    fetched: list[int] = []
+
+    def fetch() -> AccessToken:
+        fetched.append(1)
+        return token()
+
+    with caplog.at_level(logging.ERROR, logger="flask_obo.cache"):
+        _, was_fetched = cache.get_or_fetch(key_of(), fetch)
+        for _ in range(50):
+            again, was_fetched_again = cache.get_or_fetch(key_of(), fetch)
+            assert again.token == TOKEN and not was_fetched_again
+    assert was_fetched and fetched == [1]  # the in-process front kept serving
+    errors = [r for r in caplog.records if r.name == "flask_obo.cache"]
+    assert len(errors) == 1
+    assert "ConnectionError" in errors[0].getMessage() and TOKEN not in caplog.text
+    assert backend.calls <= 2  # then bypassed for a while, not hammered
+
+
+def test_front_is_bounded() -> None:
+    cache = make_cache(local_size=3)
+    for user in range(10):
+        cache.set(key_of(str(user)), token())
+    assert len(cache.local.entries) == 3
+    assert cache.get(key_of("0")) is not None  # evicted from the front, found in the backend
+    assert len(cache.local.entries) == 3
+
+
+def test_single_flight_one_fetch_for_concurrent_misses() -> None:
+    cache = make_cache()
+    calls: list[float] = []
+    start = threading.Barrier(16)
+
+    def fetch() -> AccessToken:
+        calls.append(time.time())
+        time.sleep(0.2)
+        return token()
+
+    def worker(_: int) -> tuple[str, bool]:
+        start.wait()
+        found, fetched = cache.get_or_fetch(key_of(), fetch)
+        return found.token, fetched
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(worker, range(16)))
+    assert len(calls) == 1
+    assert [r[0] for r in results] == [TOKEN] * 16
+    assert sum(r[1] for r in results) == 1
+
+
+def test_single_flight_shares_the_error_and_caches_nothing() -> None:
+    cache = make_cache()
+    start = threading.Barrier(8)
+    calls: list[int] = []
+
+    class Down(Exception):
+        pass
+
+    def fetch() -> AccessToken:
+        calls.append(1)
+        time.sleep(0.2)
+        raise Down()
+
+    def worker(_: int) -> str:
+        start.wait()
+        try:
+            cache.get_or_fetch(key_of(), fetch)
+        except Down:
+            return "down"
+        return "ok"
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(worker, range(8))) == ["down"] * 8
+    assert len(calls) == 1
+    assert cache.get(key_of()) is None
+    assert cache.get_or_fetch(key_of(), token)[0].token == TOKEN  # the next call tries again
+
+
+def test_a_follower_waits_a_bounded_time() -> None:
+    cache = make_cache(wait_timeout=0.2)
+    release = threading.Event()
+
+    def slow() -> AccessToken:
+        release.wait(5)
+        return token()
+
+    leader = threading.Thread(target=cache.get_or_fetch, args=(key_of(), slow))
+    leader.start()
+    time.sleep(0.05)
+    with pytest.raises(FlightTimeout):
+        cache.get_or_fetch(key_of(), slow)
+    release.set()
+    leader.join()
+
+
+def test_forced_fetch_replaces_the_entry() -> None:
+    cache = make_cache()
+    cache.set(key_of(), token(value="old" * 10))
+    fresh, fetched = cache.get_or_fetch(key_of(claims="{}"), lambda: token(value="new" * 10),
+                                        store_key=key_of(), force=True)
+    assert fetched and fresh.token == "new" * 10
+    assert cache.get(key_of()).token == "new" * 10  # type: ignore[union-attr]
+
+
+def test_refresh_in_background_keeps_serving_then_swaps() -> None:
+    cache = make_cache(expiry_margin=0, refresh_ahead=3000)
+    cache.set(key_of(), token(value="old" * 10))
+    current = cache.get(key_of())
+    assert current is not None and current.refresh_on <= time.time() + 1800
+    gate = threading.Event()
+
+    def fetch() -> AccessToken:
+        gate.wait(5)
+        return token(value="new" * 10)
+
+    assert cache.refresh_in_background(key_of(), fetch)
+    assert not cache.refresh_in_background(key_of(), fetch)  # one refresh at a time
+    assert cache.get(key_of()).token == "old" * 10  # type: ignore[union-attr]
+    gate.set()
+    cache.close()
+    assert cache.get(key_of()).token == "new" * 10  # type: ignore[union-attr]
+
+
+def test_failed_background_refresh_keeps_the_current_token() -> None:
+    cache = make_cache(expiry_margin=0, refresh_ahead=3000)
+    cache.set(key_of(), token(value="old" * 10))
+
+    def fail() -> AccessToken:
+        raise RuntimeError("identity provider down")
+
+    assert cache.refresh_in_background(key_of(), fail)
+    cache.close()
+    assert cache.get(key_of()).token == "old" * 10  # type: ignore[union-attr]
+
+
+# where the backend comes from ---------------------------------------------------------------
+def _app(entra: Any, **config: Any) -> Flask:
+    app = Flask(f"cache-{uuid.uuid4().hex[:6]}")
+    app.config.update(OBO_AUTHORITY=entra.authority(), OBO_CLIENT_ID=str(uuid.uuid4()),
+                      OBO_CA_BUNDLE=entra.ca_bundle, OBO_CLIENT_SECRET="s3cret", **config)
+    return app
+
+
+def test_the_apps_flask_caching_cache_is_used(entra: Any) -> None:
+    app = _app(entra, CACHE_TYPE="SimpleCache")
+    cache = Cache(app)
+    FlaskOBO(app, cache=cache)
+    with app.app_context():
+        assert app.extensions["obo"].acquirer.cache.backend is cache.cache
+
+
+def test_an_uninitialised_cache_is_refused(entra: Any) -> None:
+    with pytest.raises(ConfigError, match="init_app"):
+        FlaskOBO(_app(entra), cache=Cache())
+
+
+def test_obo_cache_settings_build_a_backend(entra: Any) -> None:
+    app = _app(entra, OBO_CACHE={"CACHE_TYPE": "SimpleCache", "CACHE_THRESHOLD": 77})
+    FlaskOBO(app)
+    backend = app.extensions["obo"].acquirer.cache.backend
+    assert isinstance(backend, SimpleCache) and backend._threshold == 77
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"CACHE_THRESHOLD": 5}, "CACHE_TYPE"),
+    ({"CACHE_TYPE": "NullCache"}, "NullCache"),
+    ({"CACHE_TYPE": "no.such.Backend"}, "could not build"),
+])
+def test_bad_obo_cache_settings_fail_at_init_app(entra: Any, settings: dict[str, Any],
+                                                 message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        FlaskOBO(_app(entra, OBO_CACHE=settings))
+
+
+def test_default_is_in_process(entra: Any) -> None:
+    app = _app(entra)
+    FlaskOBO(app)
+    cache = app.extensions["obo"].acquirer.cache
+    assert isinstance(cache.backend, SimpleCache) and not cache.shared
