@@ -218,6 +218,19 @@ def _self_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def settle(server: GunicornServer, ident: BenchIdentity, timeout: float = 15.0) -> None:
+    """Wait until the server has finished what the last load left queued (a slow scenario
+    keeps working after its load generator stops), so it does not burden the next run."""
+    deadline = time.monotonic() + timeout
+    cpu, obo = server.cpu_seconds(), ident.obo_calls()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        cpu_now, obo_now = server.cpu_seconds(), ident.obo_calls()
+        if cpu_now - cpu < 0.02 and obo_now == obo:
+            return
+        cpu, obo = cpu_now, obo_now
+
+
 def measure_run(server: GunicornServer, ident: BenchIdentity,
                 load: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
     """One load of one server, with what the identity provider and the machine did meanwhile."""
@@ -225,6 +238,7 @@ def measure_run(server: GunicornServer, ident: BenchIdentity,
     server_cpu, gen_cpu, self_cpu = server.cpu_seconds(), _children_cpu(), _self_cpu()
     machine = _cpu_snapshot()
     result = load(server.url + "/api/me")
+    settle(server, ident)
     machine_after = _cpu_snapshot()
     elapsed = machine_after[1] - machine[1]
     result["server_cpu_s"] = server.cpu_seconds() - server_cpu
@@ -311,6 +325,7 @@ def run_servers(args: argparse.Namespace, ident: BenchIdentity) -> dict[str, Any
             obo = ident.obo_calls()
             sent = preflight(server, ident)
             warmed = load(server.url + "/api/me", args.warmup)
+            settle(server, ident)
             warm[name] = {"obo_calls": ident.obo_calls() - obo,
                           "requests": sent + warmed["requests"]}
             print(f"  ready: {name:<14} {server.url}  (warm-up {warmed['rps']:.0f} req/s)",

@@ -21,6 +21,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 from ._redis_store import RedisEntryStore
 
@@ -47,7 +48,7 @@ class RedisLocks:
         self.ttl_ms = max(1, int(ttl * 1000))
         # Longer than the lock lives: a dead holder's lock expires before its waiters give up.
         self.wait = ttl + 1.0 if wait is None else wait
-        self._release = store.client.register_script(_RELEASE)
+        self._release: Any = None  # the registered script, made on first use
         self._last_log = -_LOG_INTERVAL
 
     def __call__(self, key: str) -> AbstractContextManager[bool]:
@@ -95,6 +96,8 @@ class RedisLocks:
     def release(self, name: str, token: str) -> bool:
         """Delete the lock if ``token`` still holds it (it may have expired and moved on)."""
         try:
+            if self._release is None:
+                self._release = self.store.client.register_script(_RELEASE)
             return bool(self._release(keys=[name], args=[token]))
         except Exception as exc:
             self._failed("release", exc)  # it expires by itself

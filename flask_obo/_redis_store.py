@@ -17,6 +17,7 @@ RedisClusterCache): short client timeouts, raw-bytes entries, and the client's h
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -33,8 +34,14 @@ _POOL_INTERNAL = ("maint_notifications", "orig_", "himport_registry")
 _RETRY_AFTER = 5.0  # seconds the lock stays off after a failure (as the cache's bypass)
 
 
-def _short_name(cache_type: Any) -> str:
-    return str(cache_type or "").rsplit(".", 1)[-1]
+def _redis_kind(cache_type: Any) -> str | None:
+    """The Flask-Caching Redis backend that ``CACHE_TYPE`` names, if it names one."""
+    name = str(cache_type or "")
+    for kind in REDIS_CACHE_TYPES:
+        if name in (kind, f"flask_caching.backends.{kind}",
+                    f"flask_caching.backends.rediscache.{kind}"):
+            return kind
+    return None
 
 
 def _retry(retries: int) -> Any:
@@ -50,8 +57,8 @@ def with_redis_defaults(settings: Mapping[str, Any]) -> dict[str, Any]:
     Nothing the app set is overridden, except ``decode_responses`` (entries are bytes).
     """
     result = dict(settings)
-    kind = _short_name(result.get("CACHE_TYPE"))
-    if kind not in REDIS_CACHE_TYPES:
+    kind = _redis_kind(result.get("CACHE_TYPE"))
+    if kind is None:
         return result
     # Cache keys already carry OBO_CACHE_KEY_PREFIX; Flask-Caching's "flask_cache_" adds nothing.
     result.setdefault("CACHE_KEY_PREFIX", "")
@@ -65,7 +72,7 @@ def with_redis_defaults(settings: Mapping[str, Any]) -> dict[str, Any]:
         options.setdefault("sentinel_socket_connect_timeout", DEFAULT_SOCKET_TIMEOUT)
         options.setdefault("sentinel_retry", _retry(0))
     if kind == "RedisClusterCache":
-        options.setdefault("cluster_error_retry_attempts", 1)
+        result["CACHE_TYPE"] = f"{__name__}.{LaterRedisClusterCache.__name__}"
     result["CACHE_OPTIONS"] = options
     return result
 
@@ -135,6 +142,8 @@ def _fast_client(client: Any, backend_name: str) -> Any:
         import redis
     except ImportError:  # pragma: no cover - a Redis backend cannot exist without it
         return client
+    if isinstance(client, _ConnectLater):
+        return client
     pool: Any = getattr(client, "connection_pool", None)
     kwargs = dict(getattr(pool, "connection_kwargs", None) or {})
     if type(client) is not redis.Redis or type(pool) not in (redis.ConnectionPool,
@@ -170,3 +179,61 @@ def _slow(kwargs: Mapping[str, Any]) -> bool:
     return (too_long(kwargs.get("socket_timeout"))
             or too_long(kwargs.get("socket_connect_timeout")) or retries > 1
             or bool(kwargs.get("decode_responses")))
+
+
+# a cluster unreachable at start -------------------------------------------------------------
+def _cluster_cache_class() -> Any:
+    from flask_caching.backends.rediscache import RedisClusterCache
+
+    return RedisClusterCache
+
+
+class _ConnectLater:
+    """Stands in for a cluster client that could not be built: builds it on first use, at most
+    every few seconds, and raises redis's ConnectionError meanwhile (the cache bypasses)."""
+
+    def __init__(self, build: Any) -> None:
+        self._build = build
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._next_try = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connect(), name)
+
+    def _connect(self) -> Any:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import RedisClusterException
+
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    if time.monotonic() < self._next_try:
+                        raise RedisConnectionError("the Redis cluster could not be reached")
+                    try:
+                        self._client = self._build()
+                    except RedisClusterException as exc:
+                        self._next_try = time.monotonic() + _RETRY_AFTER
+                        raise RedisConnectionError(str(exc)) from None
+        return self._client
+
+
+class LaterRedisClusterCache(_cluster_cache_class()):  # type: ignore[misc]
+    """Flask-Caching's ``RedisClusterCache``, except that a cluster that cannot be reached at
+    start (redis-py connects when the client is built) is connected to on first use, so the
+    app starts and serves meanwhile, as it does with RedisCache and RedisSentinelCache."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from cachelib.redis_base import BaseRedisCache
+        from redis.exceptions import RedisClusterException
+
+        parent = _cluster_cache_class()
+        try:
+            parent.__init__(self, *args, **kwargs)
+        except RedisClusterException as exc:
+            log.error("flask-obo: the Redis cluster could not be reached at start (%s): the "
+                      "token cache connects on first use", type(exc).__name__)
+            later = _ConnectLater(lambda: parent(*args, **kwargs)._write_client)
+            BaseRedisCache.__init__(self, later, kwargs.get("default_timeout", 300),
+                                    kwargs.get("key_prefix", ""))
+

@@ -55,15 +55,18 @@ class SingleFlight(Generic[T]):
             leader = flight is None
             if flight is None:
                 flight = self._flights[key] = _Flight()
-        if not leader:
-            if not flight.done.wait(timeout):
-                raise FlightTimeout(key)
-            if flight.error is not None:
-                raise flight.error
-            return flight.result, False  # type: ignore[return-value]
+        if leader:
+            return self._lead(key, flight, call), True
+        if not flight.done.wait(timeout):
+            raise FlightTimeout(key)
+        if flight.error is not None:
+            raise flight.error
+        return flight.result, False  # type: ignore[return-value]
+
+    def _lead(self, key: str, flight: _Flight[T], call: Callable[[], T]) -> T:
         try:
             flight.result = call()
-            return flight.result, True
+            return flight.result
         except BaseException as exc:
             flight.error = exc
             raise
@@ -80,14 +83,21 @@ class SingleFlight(Generic[T]):
         if key in self._flights:
             return False
         executor = self._pool()
+        with self._lock:  # claim the flight now, so a second caller sees it at once
+            if key in self._flights:
+                return False
+            flight = self._flights[key] = _Flight()
 
         def task() -> None:
             with contextlib.suppress(Exception):  # the call reports its own failures
-                self.run(key, call, timeout=0)
+                self._lead(key, flight, call)
 
         try:
             executor.submit(task)
         except RuntimeError:  # interpreter or pool shutting down
+            with self._lock:
+                self._flights.pop(key, None)
+            flight.done.set()
             return False
         return True
 

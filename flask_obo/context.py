@@ -71,7 +71,7 @@ def verify_token_in_request(optional: bool = False) -> TokenClaims | None:
 def verify_request(app: Flask, req: Request, state: OboState, *,
                    optional: bool = False) -> TokenClaims | None:
     """``verify_token_in_request`` with the context objects already resolved (the hot path)."""
-    app_g: _AppCtxGlobals = g._get_current_object()  # type: ignore[attr-defined]
+    app_g: _AppCtxGlobals = g._get_current_object()
     verified: _Verified | None = getattr(app_g, _G_ATTR, None)
     if verified is not None:
         return verified.claims
@@ -119,7 +119,7 @@ def _rejected(app: Flask, error: OboError) -> NoReturn:
 def _verified() -> _Verified:
     try:
         verified: _Verified | None = getattr(
-            g._get_current_object(), _G_ATTR, None)  # type: ignore[attr-defined]
+            g._get_current_object(), _G_ATTR, None)
     except RuntimeError:  # outside an app context
         verified = None
     if verified is None:

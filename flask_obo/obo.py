@@ -2,20 +2,14 @@
 
 One MSAL ``ConfidentialClientApplication`` per tenant, built on first use and kept: the
 configured tenant, or for a multi-tenant API the caller's own ``tid`` (never /common or
-/organizations, which OBO cannot use). Its HTTP goes through the app's pooled session
-(trusting ``OBO_CA_BUNDLE``), with MSAL's own response throttling switched off: our cache and
-single flight already keep repeated calls away from the identity provider, and MSAL's throttle
-would replay one user's 5xx to every user for the same scopes.
-
-MSAL's ``acquire_token_on_behalf_of`` never reads its token cache, so MSAL gets a cache that
-stores nothing (it would otherwise grow with every user); ``OboTokenCache`` is the cache.
-Entra's answers become the errors in ``errors.py``; log lines carry AADSTS codes and a hash of
-the user, never a token.
+/organizations, which OBO cannot use), with the plumbing of ``_msal.py``: the app's pooled
+session, and no token or response caching inside MSAL (``OboTokenCache`` is the cache).
+Concurrent misses of one key make one call (``_single_flight``). Entra's answers become the
+errors in ``errors.py``; log lines carry AADSTS codes and a hash of the user, never a token.
 """
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import logging
 import re
@@ -26,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import msal
-import requests
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
+from ._msal import MsalHttp, NoStore, NoTokenCache, exception_error
 from ._single_flight import FlightTimeout, SingleFlight
 from .config import ConfigError, OboConfig
 from .credentials import ClientCredential, load_credential
@@ -93,7 +87,7 @@ class TokenAcquirer:
         self.credential = credential
         self.cache = cache
         self.pools = pools
-        self._http = _MsalHttp(http, config.http_timeout)
+        self._http = MsalHttp(http, config.http_timeout)
         self._clients: dict[str, msal.ConfidentialClientApplication] = {}
         self._client_flights: SingleFlight[msal.ConfidentialClientApplication] = SingleFlight()
         host = urlsplit(config.instance).hostname or ""
@@ -228,11 +222,16 @@ class TokenAcquirer:
     def _call(self, grant: str, tenant: str, scopes: tuple[str, ...], user: str,
               call: Callable[[msal.ConfidentialClientApplication], Any]) -> Mapping[str, Any]:
         try:
-            result = call(self.client(tenant))
+            app = self.client(tenant)
+        except OboError as exc:
+            raise self._failed(grant, tenant, scopes, user, exc,
+                               error=f"metadata_{exc.reason}") from None
+        try:
+            result = call(app)
         except OboError:
             raise
         except Exception as exc:
-            raise self._failed(grant, tenant, scopes, user, _exception_error(exc)) from None
+            raise self._failed(grant, tenant, scopes, user, exception_error(exc)) from None
         if not isinstance(result, Mapping):
             raise self._failed(grant, tenant, scopes, user, IdentityProviderUnavailable(
                 reason="malformed_response"))
@@ -320,17 +319,14 @@ class TokenAcquirer:
                 client_credential=self.credential.msal_credential,
                 authority=authority,
                 http_client=self._http,
-                http_cache=_NoStore(),
-                token_cache=_NoTokenCache(),
+                http_cache=NoStore(),
+                token_cache=NoTokenCache(),
                 instance_discovery=self._instance_discovery,
                 exclude_scopes=["offline_access"],  # no refresh tokens: nothing to keep them in
                 app_name="flask-obo",
             )
-        except Exception as exc:
-            error = _exception_error(exc)
-            log.warning("flask-obo: could not load the identity provider's metadata for %s (%s): "
-                        "%s", authority, type(exc).__name__, error.reason)
-            raise error from None
+        except Exception as exc:  # logged and signalled by the caller, as any failed call
+            raise exception_error(exc) from None
         self._clients[tenant] = app
         return app
 
@@ -364,103 +360,6 @@ def _user_hash(tenant: str, user: str) -> str:
     if not user or user == "app":
         return user or "-"
     return hashlib.sha256(f"{tenant}:{user}".encode()).hexdigest()[:12]
-
-
-def _exception_error(exc: Exception) -> OboError:
-    """An exception on the way to the identity provider, as the answer the client gets."""
-    from .credentials import CredentialUnavailable
-
-    if isinstance(exc, _IdpHttpError):
-        return IdentityProviderUnavailable(reason=f"http_{exc.status}", retry_after=exc.retry_after)
-    if isinstance(exc, requests.Timeout):
-        return IdentityProviderUnavailable(reason="timeout")
-    if isinstance(exc, requests.ConnectionError):
-        return IdentityProviderUnavailable(reason="unreachable")
-    if isinstance(exc, CredentialUnavailable):
-        return UpstreamAuthError(reason="credential_unavailable")
-    if isinstance(exc, (requests.RequestException, ValueError, KeyError,
-                        msal.exceptions.MsalServiceError)):
-        # Malformed JSON, incomplete discovery metadata, an HTTP error MSAL raised itself.
-        return IdentityProviderUnavailable(reason="malformed_response")
-    return UpstreamAuthError(reason=type(exc).__name__)
-
-
-class _IdpHttpError(Exception):
-    """The identity provider answered 429 or 5xx: retry later (no body is parsed)."""
-
-    def __init__(self, status: int, retry_after: int) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-        self.retry_after = retry_after
-
-
-class _MsalHttp:
-    """MSAL's ``http_client``: the pooled session with a timeout, 429/5xx raised as errors."""
-
-    def __init__(self, session: requests.Session, timeout: float) -> None:
-        self._session = session
-        self._timeout = timeout
-
-    def post(self, url: str, params: Any = None, data: Any = None, headers: Any = None,
-             **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", self._timeout)
-        return _checked(self._session.post(url, params=params, data=data, headers=headers,
-                                           **kwargs))
-
-    def get(self, url: str, params: Any = None, headers: Any = None,
-            **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", self._timeout)
-        return _checked(self._session.get(url, params=params, headers=headers, **kwargs))
-
-    def close(self) -> None:
-        """The session belongs to the extension: MSAL does not close it."""
-
-
-def _checked(response: requests.Response) -> requests.Response:
-    if response.status_code == 429 or response.status_code >= 500:
-        retry_after = _retry_after(response.headers.get("Retry-After"))
-        response.close()
-        raise _IdpHttpError(response.status_code, retry_after)
-    return response
-
-
-def _retry_after(value: str | None, default: int = 5) -> int:
-    if not value:
-        return default
-    value = value.strip()
-    if value.isdigit():
-        return max(1, min(int(value), 300))
-    try:
-        when = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError):
-        return default
-    return max(1, min(int(when - time.time()), 300))
-
-
-class _NoStore(dict):  # type: ignore[type-arg]
-    """MSAL's ``http_cache`` that keeps nothing: no replayed (throttled) error responses."""
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        pass
-
-
-class _NoTokenCache(msal.TokenCache):  # type: ignore[misc]
-    """MSAL's token cache that keeps nothing: tokens live in ``OboTokenCache`` only."""
-
-    def add(self, event: Any, now: Any = None) -> None:
-        pass
-
-
-class _WithholdResponseBody(logging.Filter):
-    """MSAL logs an unparsable token response verbatim; it may hold part of a token."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).startswith("Token response is not in json format") and record.args:
-            record.args = (f"<{len(str(record.args[0]))} characters withheld by flask-obo>",)  # type: ignore[index]
-        return True
-
-
-logging.getLogger("msal.oauth2cli.oauth2").addFilter(_WithholdResponseBody())
 
 
 # flask obo check -----------------------------------------------------------------------------

@@ -238,8 +238,8 @@ class OboTokenCache:
                 self._last_log = now
                 log.error("token cache backend %s failed on %s (%s): bypassed for %.0f s; "
                           "serving from the in-process cache and the identity provider",
-                          type(self.backend).__name__, op, type(exc).__name__,
-                          _BACKEND_RETRY_AFTER)
+                          getattr(self.backend, "backend_name", type(self.backend).__name__),
+                          op, type(exc).__name__, _BACKEND_RETRY_AFTER)
             return None
 
 

@@ -1,4 +1,8 @@
-"""Shared helpers and fixtures for the security and reliability suites.
+"""Shared helpers for the security and reliability suites (test_security_*, test_reliability_*).
+
+Each of those modules builds its own module-scoped fixtures from these helpers (its own apps
+and users on the session's emulator), so nothing here is a pytest plugin or clashes with
+conftest.py.
 
 Tokens are forged by hand (base64url of raw bytes, signatures computed with ``cryptography``
 or ``hmac``) so that a hostile shape reaches flask-obo exactly as written, whatever a JOSE
@@ -19,29 +23,45 @@ from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.test import TestResponse
 
-from flask_obo.extension import FlaskOBO
+from flask_obo import (
+    FlaskOBO,
+    current_token,
+    requires_downstream,
+    requires_roles,
+    requires_scopes,
+)
+from flask_obo.testing.tls import ServerTLS
 
 __all__ = [
     "AttackerServer",
+    "DownstreamBehaviour",
     "EcAuthority",
     "LoopbackApp",
     "assert_challenge",
     "assert_no_echo",
+    "attacker_rsa_key",
+    "authority_signing_key",
     "b64url",
     "b64url_json",
     "build_api",
+    "build_downstream",
+    "build_middle",
     "claims_of",
     "compose",
     "header_of",
+    "leaked_fragment",
     "parse_challenge",
+    "resign",
+    "response_text",
+    "rsa_public_jwk",
     "sign_with",
+    "wait_for",
 ]
 
 REALM_RE = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="([^"]*)"')
@@ -202,9 +222,6 @@ def build_api(emu: Any, api: Any, **config: Any) -> Flask:
 
     ``emu``/``api`` give the authority, CA and client id; ``emu=None`` when ``config`` does.
     """
-    from flask_obo.authorization import requires_roles, requires_scopes
-    from flask_obo.context import current_token
-
     app = Flask(f"secured-{uuid.uuid4().hex[:8]}")
     app.config.update(TESTING=True, OBO_JWKS_MIN_REFETCH_INTERVAL=0)
     if emu is not None:
@@ -327,10 +344,6 @@ def resign(signer: rsa.RSAPrivateKey, token: str, **changes: Any) -> str:
     return sign_with(signer, header.get("alg", "RS256"), header, claims)
 
 
-@pytest.fixture(scope="module")
-def sec_tag() -> str:
-    """A suffix that keeps this module's emulator registrations apart from other modules'."""
-    return uuid.uuid4().hex[:8]
 
 
 class EcAuthority:
@@ -341,8 +354,6 @@ class EcAuthority:
     """
 
     def __init__(self, directory: str) -> None:
-        from flask_obo.testing.tls import ServerTLS
-
         self.tls = ServerTLS(directory)
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.kid = "ec-" + uuid.uuid4().hex[:12]
@@ -422,10 +433,6 @@ class DownstreamBehaviour:
 
 def build_downstream(emu: Any, down: Any, behaviour: DownstreamBehaviour) -> Flask:
     """A FlaskOBO-protected downstream API whose ``/echo`` returns the caller's identity."""
-    from flask import Response, request
-
-    from flask_obo.context import current_token
-
     app = Flask(f"downstream-{uuid.uuid4().hex[:8]}")
     app.config.update(OBO_AUTHORITY=emu.authority(), OBO_CLIENT_ID=down.client_id,
                       OBO_CA_BUNDLE=str(emu.ca_bundle))
@@ -459,12 +466,6 @@ def build_middle(emu: Any, middle: Any, secret: str | None, apis: Mapping[str, A
                  flask_class: type[Flask] = Flask, **config: Any) -> Flask:
     """A middle-tier API: ``/call/<api>`` calls that downstream API on behalf of the caller and
     passes its status and body through; ``/post/<api>`` does the same with POST."""
-    from flask import Response
-
-    from flask_obo.authorization import requires_scopes
-    from flask_obo.context import current_token
-    from flask_obo.downstream import requires_downstream
-
     cache = config.pop("_cache", None)  # a flask_caching.Cache or backend for FlaskOBO
     app = flask_class(f"middle-{uuid.uuid4().hex[:8]}")
     if cache is not None and hasattr(cache, "init_app"):

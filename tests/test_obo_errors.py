@@ -139,6 +139,8 @@ def test_identity_provider_fault_is_503_then_recovers(
     assert token[-40:] not in caplog.text
     assert any("on_behalf_of" in r.getMessage() and "503" in r.getMessage()
                for r in caplog.records if r.name == "flask_obo.obo")
+    if fault["kind"] == "malformed":  # MSAL logs an unparsable body verbatim: withheld
+        assert "withheld by flask-obo" in caplog.text
 
     sources: list[str] = []
     with downstream_token_acquired.connected_to(
@@ -156,8 +158,11 @@ def test_discovery_outage_at_first_use_is_503_then_recovers(make_middle: MakeMid
     token = middle.token_for(alice)
     assert middle.get("/nothing", token).status_code == 404  # validator has its keys
     entra.faults.inject("discovery", "status", status=503)
-    failed = middle.get("/profile", token)
+    failures: list[dict[str, Any]] = []
+    with obo_failed.connected_to(lambda sender, **kw: failures.append(kw), sender=middle.app):
+        failed = middle.get("/profile", token)
     assert failed.status_code == 503
+    assert failures[0]["error"] == "metadata_http_503"
     assert middle.obo_calls() == []
     assert middle.get("/profile", token).status_code == 200
 

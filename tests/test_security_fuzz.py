@@ -164,16 +164,10 @@ def test_one_segment_bit_flipped(target: Target, index: int, data: st.DataObject
     position = data.draw(st.integers(min_value=0, max_value=len(parts[index]) - 1))
     replacement = data.draw(st.sampled_from(B64URL).filter(lambda c: c != parts[index][position]))
     segment = parts[index]
+    # Any change is refused, even one in the padding bits of the last character (a
+    # non-canonical spelling of the same bytes).
     parts[index] = segment[:position] + replacement + segment[position + 1:]
-    # The last character of a segment may carry padding bits only: skip no-op flips.
-    assume(b64url(_unb64(parts[index])) == parts[index])
     _refused(_send(target, "Bearer " + ".".join(parts)))
-
-
-def _unb64(segment: str) -> bytes:
-    import base64
-
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 # -- genuinely signed tokens with hostile content --------------------------------------------------

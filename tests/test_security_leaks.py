@@ -40,7 +40,7 @@ from security_fixtures import (
     sign_with,
 )
 
-from flask_obo import signals
+from flask_obo import current_token, requires_downstream, signals
 from flask_obo.testing import make_client_certificate
 
 _STANDARD_RECORD_FIELDS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
@@ -290,9 +290,6 @@ def stack(entra_emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
         receivers = {name: on_signal(name) for name in signals.__all__}
         for name, receiver in receivers.items():
             getattr(signals, name).connect(receiver)
-
-        from flask_obo.context import current_token
-        from flask_obo.downstream import requires_downstream
 
         @requires_downstream(api="down")
         def reprs(downstream: Any) -> Any:

@@ -262,9 +262,10 @@ def test_forced_fetch_replaces_the_entry() -> None:
 
 def test_refresh_in_background_keeps_serving_then_swaps() -> None:
     cache = make_cache(expiry_margin=0, refresh_ahead=3000)
-    cache.set(key_of(), token(value="old" * 10))
+    cache.set(key_of(), token(3, value="old" * 10))  # refresh due after half its life
+    time.sleep(1.6)
     current = cache.get(key_of())
-    assert current is not None and current.refresh_on <= time.time() + 1800
+    assert current is not None and current.refresh_on <= time.time()
     gate = threading.Event()
 
     def fetch() -> AccessToken:
@@ -281,7 +282,8 @@ def test_refresh_in_background_keeps_serving_then_swaps() -> None:
 
 def test_failed_background_refresh_keeps_the_current_token() -> None:
     cache = make_cache(expiry_margin=0, refresh_ahead=3000)
-    cache.set(key_of(), token(value="old" * 10))
+    cache.set(key_of(), token(2, value="old" * 10))
+    time.sleep(1.1)
 
     def fail() -> AccessToken:
         raise RuntimeError("identity provider down")

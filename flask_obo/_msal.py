@@ -1,0 +1,123 @@
+"""MSAL's plumbing: its HTTP client, a token cache and an HTTP cache that keep nothing, and the
+exceptions on the way to the identity provider turned into the answers clients get.
+
+- ``MsalHttp`` is MSAL's ``http_client``: the app's pooled session (trusting
+  ``OBO_CA_BUNDLE``) with ``OBO_HTTP_TIMEOUT``; a 429 or 5xx becomes ``IdpHttpError`` carrying
+  its Retry-After, before MSAL parses (or logs) a body.
+- ``NoStore`` as MSAL's ``http_cache`` turns off its throttling replay: MSAL would answer one
+  user's 5xx to every user of the same scopes for seconds, and replay a 400 (say, consent
+  missing) for a minute after an admin fixed it.
+- ``NoTokenCache``: ``acquire_token_on_behalf_of`` never reads MSAL's cache, which would
+  otherwise keep every user's tokens for ever; ``OboTokenCache`` is the cache.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from typing import Any
+
+import msal
+import requests
+
+from .errors import IdentityProviderUnavailable, OboError, UpstreamAuthError
+
+__all__ = ["IdpHttpError", "MsalHttp", "NoStore", "NoTokenCache", "exception_error"]
+
+
+def exception_error(exc: Exception) -> OboError:
+    """An exception on the way to the identity provider, as the answer the client gets."""
+    from .credentials import CredentialUnavailable
+
+    if isinstance(exc, IdpHttpError):
+        return IdentityProviderUnavailable(reason=f"http_{exc.status}", retry_after=exc.retry_after)
+    if isinstance(exc, requests.Timeout):
+        return IdentityProviderUnavailable(reason="timeout")
+    if isinstance(exc, requests.ConnectionError):
+        return IdentityProviderUnavailable(reason="unreachable")
+    if isinstance(exc, CredentialUnavailable):
+        return UpstreamAuthError(reason="credential_unavailable")
+    if isinstance(exc, (requests.RequestException, ValueError, KeyError,
+                        msal.exceptions.MsalServiceError)):
+        # Malformed JSON, incomplete discovery metadata, an HTTP error MSAL raised itself.
+        return IdentityProviderUnavailable(reason="malformed_response")
+    return UpstreamAuthError(reason=type(exc).__name__)
+
+
+class IdpHttpError(Exception):
+    """The identity provider answered 429 or 5xx: retry later (no body is parsed)."""
+
+    def __init__(self, status: int, retry_after: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+class MsalHttp:
+    """MSAL's ``http_client``: the pooled session with a timeout, 429/5xx raised as errors."""
+
+    def __init__(self, session: requests.Session, timeout: float) -> None:
+        self._session = session
+        self._timeout = timeout
+
+    def post(self, url: str, params: Any = None, data: Any = None, headers: Any = None,
+             **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout)
+        return _checked(self._session.post(url, params=params, data=data, headers=headers,
+                                           **kwargs))
+
+    def get(self, url: str, params: Any = None, headers: Any = None,
+            **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout)
+        return _checked(self._session.get(url, params=params, headers=headers, **kwargs))
+
+    def close(self) -> None:
+        """The session belongs to the extension: MSAL does not close it."""
+
+
+def _checked(response: requests.Response) -> requests.Response:
+    if response.status_code == 429 or response.status_code >= 500:
+        retry_after = _retry_after(response.headers.get("Retry-After"))
+        response.close()
+        raise IdpHttpError(response.status_code, retry_after)
+    return response
+
+
+def _retry_after(value: str | None, default: int = 5) -> int:
+    if not value:
+        return default
+    value = value.strip()
+    if value.isdigit():
+        return max(1, min(int(value), 300))
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return default
+    return max(1, min(int(when - time.time()), 300))
+
+
+class NoStore(dict):  # type: ignore[type-arg]
+    """MSAL's ``http_cache`` that keeps nothing: no replayed (throttled) error responses."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+
+class NoTokenCache(msal.TokenCache):  # type: ignore[misc]
+    """MSAL's token cache that keeps nothing: tokens live in ``OboTokenCache`` only."""
+
+    def add(self, event: Any, now: Any = None) -> None:
+        pass
+
+
+class _WithholdResponseBody(logging.Filter):
+    """MSAL logs an unparsable token response verbatim; it may hold part of a token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Token response is not in json format") and record.args:
+            record.args = (f"<{len(str(record.args[0]))} characters withheld by flask-obo>",)  # type: ignore[index]
+        return True
+
+
+logging.getLogger("msal.oauth2cli.oauth2").addFilter(_WithholdResponseBody())

@@ -1,0 +1,144 @@
+"""Redis failing under the token cache, injected on a real redis-server: down at start, killed
+mid-run, hung (SIGSTOP). The documented behaviour, each time:
+
+- every request is answered 200 with the caller's own token, within a bounded time (short
+  Redis timeouts, then the backend is bypassed for a few seconds): on-behalf-of goes straight to
+  the identity provider and the in-process cache keeps serving what it holds (so a user already
+  served needs no new call);
+- the outage is logged once (an ERROR, not one per request), and no log line holds a token;
+- when Redis is back, entries are shared again: another instance reads them without calling
+  the identity provider.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from redis_helpers import leaks, raw_values
+
+from flask_obo.testing.redis_server import RedisServer
+
+if TYPE_CHECKING:
+    from redis_fixtures import MakeRedisMiddle, RedisMiddle, TokenDownstream
+
+pytest_plugins = ["redis_fixtures"]
+pytestmark = pytest.mark.redis
+
+BOUND = 1.5  # seconds a request may take while Redis is down or hung
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    caplog.set_level(logging.DEBUG, logger="flask_obo")
+    yield caplog
+
+
+def served(middle: RedisMiddle, token: str, oid: str) -> float:
+    """Asserts the caller gets their own downstream answer; returns how long it took."""
+    started = time.monotonic()
+    answer = middle.profile(token)
+    took = time.monotonic() - started
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.get_json()["oid"] == oid
+    return took
+
+
+def outage_errors(logs: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in logs.records
+            if r.name.startswith("flask_obo") and r.levelno >= logging.ERROR]
+
+
+def assert_no_token_logged(logs: pytest.LogCaptureFixture, down: TokenDownstream,
+                           assertions: list[str]) -> None:
+    text = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in logs.records)
+    assert leaks(text.encode(), [*down.tokens, *assertions]) == []
+
+
+def assert_sharing_resumes(make: MakeRedisMiddle, middle: RedisMiddle, server: RedisServer,
+                           entra: Any, timeout: float = 12) -> None:
+    """New entries reach Redis again (after the bypass), and another instance reads them."""
+    deadline = time.monotonic() + timeout
+    for attempt in itertools.count():
+        user = entra.add_user(f"after{attempt}")
+        token = middle.token_for(user)
+        before = set(raw_values(server.url))
+        served(middle, token, user.oid)
+        if set(raw_values(server.url)) - before:
+            break
+        assert time.monotonic() < deadline, "entries never reached Redis again"
+        time.sleep(0.5)
+    calls = middle.obo_calls()
+    served(make(server.url), token, user.oid)
+    assert middle.obo_calls() == calls
+
+
+def test_redis_down_at_start(make_redis_middle: MakeRedisMiddle, redis_server: RedisServer,
+                             entra: Any, token_downstream: TokenDownstream,
+                             logs: pytest.LogCaptureFixture) -> None:
+    redis_server.stop()
+    middle = make_redis_middle(redis_server.url)  # init_app does not need Redis
+    users = [entra.add_user(f"user{i}") for i in range(3)]
+    tokens = [middle.token_for(user) for user in users]
+    for _ in range(2):
+        for user, token in zip(users, tokens):
+            assert served(middle, token, user.oid) < BOUND
+    assert middle.obo_calls() == 3  # the second round came from the in-process cache
+    errors = outage_errors(logs)
+    assert len(errors) == 1 and "RedisCache" in errors[0], errors
+
+    redis_server.start()
+    assert_sharing_resumes(make_redis_middle, middle, redis_server, entra)
+    assert_no_token_logged(logs, token_downstream, tokens)
+
+
+def test_redis_killed_mid_run(make_redis_middle: MakeRedisMiddle, redis_server: RedisServer,
+                              entra: Any, token_downstream: TokenDownstream,
+                              logs: pytest.LogCaptureFixture) -> None:
+    middle = make_redis_middle(redis_server.url)
+    alice, bob = entra.add_user("alice"), entra.add_user("bob")
+    tokens = [middle.token_for(alice), middle.token_for(bob)]
+    served(middle, tokens[0], alice.oid)
+    assert raw_values(redis_server.url) and not outage_errors(logs)
+
+    redis_server.stop()  # killed: with no persistence its entries are gone with it
+    assert served(middle, tokens[0], alice.oid) < BOUND
+    assert middle.obo_calls() == 1  # alice's token is still served in-process
+    for _ in range(3):
+        assert served(middle, tokens[1], bob.oid) < BOUND
+    assert middle.obo_calls() == 2  # bob: one direct call, then the in-process fallback
+    assert len(outage_errors(logs)) == 1
+
+    redis_server.start()
+    assert_sharing_resumes(make_redis_middle, middle, redis_server, entra)
+    assert_no_token_logged(logs, token_downstream, tokens)
+
+
+def test_redis_hung(make_redis_middle: MakeRedisMiddle, redis_server: RedisServer, entra: Any,
+                    token_downstream: TokenDownstream, logs: pytest.LogCaptureFixture) -> None:
+    middle = make_redis_middle(redis_server.url)
+    other_instance = make_redis_middle(redis_server.url)
+    alice = entra.add_user("alice")
+    users = [entra.add_user(f"user{i}") for i in range(3)]
+    tokens = {user.oid: middle.token_for(user) for user in [alice, *users]}
+    served(middle, tokens[alice.oid], alice.oid)
+
+    redis_server.pause()  # connections open, nothing answers
+    try:
+        for user in users:
+            assert served(middle, tokens[user.oid], user.oid) < BOUND
+        assert served(middle, tokens[alice.oid], alice.oid) < BOUND
+        assert middle.obo_calls() == 4  # one each; alice's still served in-process
+        # An instance that never saw alice: Redis times out, it calls the identity provider.
+        assert served(other_instance, tokens[alice.oid], alice.oid) < BOUND
+        assert middle.obo_calls() == 5
+        errors = outage_errors(logs)
+        assert len(errors) == 2 and all("TimeoutError" in e for e in errors), errors  # one each
+    finally:
+        redis_server.resume()
+    assert_sharing_resumes(make_redis_middle, middle, redis_server, entra)
+    assert_no_token_logged(logs, token_downstream, list(tokens.values()))
