@@ -31,7 +31,11 @@ demo: $(STAMP)
 emulator: $(STAMP)
 	$(PY) -m flask_obo.testing serve
 
+# wrk is the preferred load generator: installed when missing and running as root (Debian),
+# else benchmarks/loadgen.py's Python generator is used.
 bench: $(STAMP)
+	@command -v wrk >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null \
+		|| apt-get install -y -q wrk >/dev/null 2>&1 || echo "wrk not installed: using the Python load generator"
 	$(PY) -m benchmarks.run
 
 clean:

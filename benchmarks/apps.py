@@ -146,7 +146,10 @@ def _authlib(app: Flask, settings: dict[str, Any]) -> None:
     # Authlib may warn about its deprecated authlib.jose; not this benchmark's concern.
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"authlib(\.|$)")
     warnings.filterwarnings("ignore", message=r".*authlib\.jose.*")
-    from authlib.integrations.flask_oauth2 import ResourceProtector, current_token
+    from authlib.integrations.flask_oauth2 import (  # type: ignore[import-untyped]
+        ResourceProtector,
+        current_token,
+    )
     from joserfc.jwk import KeySet
 
     from flask_obo._http import build_session
@@ -167,19 +170,21 @@ def _authlib(app: Flask, settings: dict[str, Any]) -> None:
         return _text("ok")
 
     @app.get("/api/me")
-    @require_oauth()
+    @require_oauth()  # type: ignore[untyped-decorator]
     def me() -> Response:
         return _text(str(current_token.get("oid", "")))
 
 
 def _entra_validator_class() -> type[Any]:
-    from authlib.oauth2.rfc6750.errors import InvalidTokenError
-    from authlib.oauth2.rfc9068 import JWTBearerTokenValidator
-    from authlib.oauth2.rfc9068.claims import JWTAccessTokenClaims
+    from authlib.oauth2.rfc6750.errors import InvalidTokenError  # type: ignore[import-untyped]
+    from authlib.oauth2.rfc9068 import JWTBearerTokenValidator  # type: ignore[import-untyped]
+    from authlib.oauth2.rfc9068.claims import (  # type: ignore[import-untyped]
+        JWTAccessTokenClaims,
+    )
     from joserfc import jwt
     from joserfc.errors import JoseError
 
-    class EntraAccessTokenClaims(JWTAccessTokenClaims):
+    class EntraAccessTokenClaims(JWTAccessTokenClaims):  # type: ignore[misc]
         def validate(self, now: Any = None, leeway: int = 0) -> None:
             # RFC 9068 wants typ at+jwt; Entra's access tokens say JWT. The claims still count.
             super(JWTAccessTokenClaims, self).validate(now, leeway)

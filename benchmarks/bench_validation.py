@@ -9,6 +9,8 @@ numbers are Flask's own work plus flask-obo's. Scenarios:
 - ``repeated token``: FlaskOBO, one token sent again and again (the validated-token cache);
 - ``new token``: FlaskOBO, a different token each request (full validation: parse, RS256
   signature, claims); the keys are already held, so there is no network call either way;
+- ``hook only``: flask-obo's before-request guard alone, inside a request context (what the
+  extension adds to each request, without Flask's own work);
 - ``validator only``: ``TokenValidator.validate`` without Flask, repeated and new.
 
 Each scenario runs ``rounds`` times, interleaved; the table shows the best round's mean CPU
@@ -24,11 +26,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask
+from flask import Flask, g
 from werkzeug.test import EnvironBuilder
 
-from flask_obo.context import current_token
-from flask_obo.extension import FlaskOBO, get_state
+from flask_obo.context import _G_ATTR, current_token
+from flask_obo.extension import FlaskOBO, _guard, get_state
 from flask_obo.testing import EntraEmulator
 
 BODY = "00000000-0000-0000-0000-000000000000"
@@ -116,20 +118,29 @@ def run(iterations: int = 20_000, rounds: int = 7, new_tokens: int = 500) -> dic
                            for _ in range(new_tokens * rounds)])
         next_token = _cycle([emu.issue_user_token(user, resource=api)
                              for _ in range(new_tokens * rounds)])
-        return _measure({
+        results = _measure({
             "bare view": (lambda: _call(bare, bare_env), iterations),
             "repeated token": (lambda: _call(protected, token_env), iterations),
             "new token": (lambda: _call(protected, next_env()), new_tokens),
             "validator only, repeated": (lambda: validator.validate(token), iterations),
             "validator only, new": (lambda: validator.validate(next_token()), new_tokens),
         }, rounds)
+        with protected.test_request_context(headers={"Authorization": f"Bearer {token}"}):
+            app_g = g._get_current_object()
+
+            def hook_only() -> None:  # the guard as Flask calls it, on a fresh request's g
+                app_g.__dict__.pop(_G_ATTR, None)
+                _guard()
+
+            results.update(_measure({"hook only, repeated": (hook_only, iterations)}, rounds))
+        return results
 
 
 def report(results: dict[str, float]) -> str:
     bare = results["bare view"]
     lines = [f"{'scenario':<28}{'us/request':>12}{'overhead':>12}"]
     for name, value in results.items():
-        overhead = value - bare if not name.startswith("validator") and name != "bare view" else None
+        overhead = value - bare if name in ("repeated token", "new token") else None
         extra = f"{overhead:>+11.1f}" if overhead is not None else f"{'':>11}"
         lines.append(f"{name:<28}{value:>12.1f} {extra}")
     return "\n".join(lines)

@@ -71,7 +71,7 @@ def _in_context(app: Flask, environs: list[dict[str, Any]],
 
 def _environs(tokens: list[str]) -> list[dict[str, Any]]:
     return [EnvironBuilder(path="/api/me", base_url="http://127.0.0.1:8000",
-                           headers={"Authorization": f"Bearer {t}"}).get_environ()
+                           headers=[("Authorization", f"Bearer {t}")]).get_environ()
             for t in tokens]
 
 
@@ -134,7 +134,7 @@ def profile_flask_obo(ident: BenchIdentity, kind: str = "obo_hit", *, requests: 
     app = create(kind, ident.settings)
     environs = _environs(ident.tokens)
 
-    def start_response(status: str, headers: Any, exc_info: Any = None) -> None:
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
         if not status.startswith("200"):
             raise RuntimeError(f"{kind} answered {status}")
 

@@ -35,14 +35,14 @@ INPROCESS_KINDS = ("bare", "validate", "authlib", "obo_hit")
 
 def _environs(tokens: Iterable[str]) -> list[dict[str, Any]]:
     return [EnvironBuilder(path="/api/me", base_url="http://127.0.0.1:8000",
-                           headers={"Authorization": f"Bearer {token}"}).get_environ()
+                           headers=[("Authorization", f"Bearer {token}")]).get_environ()
             for token in tokens]
 
 
 def _driver(app: Flask, environs: list[dict[str, Any]]) -> Callable[[int], None]:
     statuses: list[str] = []
 
-    def start_response(status: str, headers: Any, exc_info: Any = None) -> None:
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
         statuses.append(status)
 
     def run(n: int) -> None:

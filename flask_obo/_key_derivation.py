@@ -56,7 +56,7 @@ def encryption_keys_for(config: OboConfig, credential: ClientCredential | None,
     if not material:
         source = credential.description if credential is not None else "no credential"
         raise ConfigError(
-            f"OBO_CACHE uses {backend_name}, which other processes share, so token cache "
+            f"The token cache is on {backend_name}, which other processes share, so its "
             f"entries must be encrypted, and the app's credential ({source}) holds no secret "
             "to derive a key from: set OBO_CACHE_ENCRYPTION_KEY to a key made with  "
             f"{_MAKE_KEY}  (the same on every instance; a list rotates keys)."

@@ -108,9 +108,9 @@ class RedisLocks:
         now = time.monotonic()
         if now - self._last_log >= _LOG_INTERVAL:
             self._last_log = now
-            log.warning("flask-obo: token cache lock on %s failed on %s (%s): fetching without "
-                      "the cross-process lock", self.store.backend_name, op,
-                      type(exc).__name__)
+            log.warning("flask-obo: token cache lock on %s failed on %s (%s): fetching "
+                        "without the cross-process lock", self.store.backend_name, op,
+                        type(exc).__name__)
 
 
 def _short(name: str) -> str:

@@ -72,7 +72,7 @@ def with_redis_defaults(settings: Mapping[str, Any]) -> dict[str, Any]:
         options.setdefault("sentinel_socket_connect_timeout", DEFAULT_SOCKET_TIMEOUT)
         options.setdefault("sentinel_retry", _retry(0))
     if kind == "RedisClusterCache":
-        result["CACHE_TYPE"] = f"{__name__}.{LaterRedisClusterCache.__name__}"
+        result["CACHE_TYPE"] = f"{__name__}.RedisClusterCache"  # connects on first use
     result["CACHE_OPTIONS"] = options
     return result
 
@@ -218,10 +218,11 @@ class _ConnectLater:
         return self._client
 
 
-class LaterRedisClusterCache(_cluster_cache_class()):  # type: ignore[misc]
+class RedisClusterCache(_cluster_cache_class()):  # type: ignore[misc]
     """Flask-Caching's ``RedisClusterCache``, except that a cluster that cannot be reached at
     start (redis-py connects when the client is built) is connected to on first use, so the
-    app starts and serves meanwhile, as it does with RedisCache and RedisSentinelCache."""
+    app starts and serves meanwhile, as it does with RedisCache and RedisSentinelCache.
+    Named as Flask-Caching's, so that logs name what the app configured."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         from cachelib.redis_base import BaseRedisCache

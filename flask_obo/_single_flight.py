@@ -12,9 +12,10 @@ import contextlib
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["FlightTimeout", "SingleFlight"]
 
@@ -39,11 +40,15 @@ class SingleFlight(Generic[T]):
     """Deduplicates concurrent calls by key, and runs fire-and-forget refreshes in a small pool."""
 
     def __init__(self, *, background_workers: int = 2) -> None:
+        self._workers = background_workers
+        self._reset()
+        _INSTANCES.add(self)
+
+    def _reset(self) -> None:
         self._lock = threading.Lock()
         self._flights: dict[str, _Flight[T]] = {}
-        self._workers = background_workers
         self._executor: ThreadPoolExecutor | None = None
-        self._executor_pid = 0
+        self._executor_pid = os.getpid()
 
     def in_flight(self, key: str) -> bool:
         return key in self._flights
@@ -102,14 +107,11 @@ class SingleFlight(Generic[T]):
         return True
 
     def _pool(self) -> ThreadPoolExecutor:
-        # Threads do not survive fork (gunicorn preload): a child builds its own pool.
-        pid = os.getpid()
-        if self._executor is None or self._executor_pid != pid:
+        if self._executor is None:
             with self._lock:
-                if self._executor is None or self._executor_pid != pid:
+                if self._executor is None:
                     self._executor = ThreadPoolExecutor(
                         max_workers=self._workers, thread_name_prefix="flask-obo-refresh")
-                    self._executor_pid = pid
         return self._executor
 
     def close(self) -> None:
@@ -117,3 +119,17 @@ class SingleFlight(Generic[T]):
         executor, self._executor = self._executor, None
         if executor is not None and self._executor_pid == os.getpid():
             executor.shutdown(wait=True)
+
+
+# A forked worker (gunicorn --preload) inherits the parent's flights, whose leaders do not
+# exist in it, and maybe a held lock: it starts with none, and builds its own thread pool.
+_INSTANCES: weakref.WeakSet[SingleFlight[Any]] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for instance in list(_INSTANCES):
+        instance._reset()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -278,8 +278,9 @@ class Authority:
             raise AuthorityError(f"TLS verification of {host} failed while fetching {what}: "
                                  f"{hint}.") from None
         except requests.exceptions.Timeout:
-            raise AuthorityError(f"{host} did not answer within OBO_HTTP_TIMEOUT="
-                                 f"{self._config.http_timeout:g} s while fetching {what}.") from None
+            raise AuthorityError(
+                f"{host} did not answer within OBO_HTTP_TIMEOUT={self._config.http_timeout:g} s "
+                f"while fetching {what}.") from None
         except requests.exceptions.RequestException as exc:
             raise AuthorityError(f"cannot reach {host} to fetch {what} "
                                  f"({type(exc).__name__}): check OBO_AUTHORITY, DNS and any "

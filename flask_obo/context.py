@@ -37,13 +37,19 @@ _G_ATTR = "_flask_obo_token"
 
 
 class _Verified:
-    """What ``g`` holds for a validated request; the raw token never shows in its repr."""
+    """What ``g`` holds for a validated request; the raw token never shows in its repr.
 
-    __slots__ = ("assertion", "claims")
+    It names the request it was validated for: ``g`` belongs to the app context, which Flask
+    shares between requests made inside one (``with app.app_context(): client.get(...)``),
+    and one request's caller must never become the next one's.
+    """
 
-    def __init__(self, claims: TokenClaims, assertion: str) -> None:
+    __slots__ = ("assertion", "claims", "request")
+
+    def __init__(self, claims: TokenClaims, assertion: str, request: Request) -> None:
         self.claims = claims
         self.assertion = assertion
+        self.request = request
 
     def __repr__(self) -> str:
         return f"<verified {self.claims!r}>"
@@ -73,7 +79,7 @@ def verify_request(app: Flask, req: Request, state: OboState, *,
     """``verify_token_in_request`` with the context objects already resolved (the hot path)."""
     app_g: _AppCtxGlobals = g._get_current_object()
     verified: _Verified | None = getattr(app_g, _G_ATTR, None)
-    if verified is not None:
+    if verified is not None and verified.request is req:
         return verified.claims
     header = req.environ.get("HTTP_AUTHORIZATION")
     token = _bearer_token(app, header) if header else None
@@ -89,7 +95,7 @@ def verify_request(app: Flask, req: Request, state: OboState, *,
         log.warning("flask-obo: token refused after an unexpected %s in validation",
                     type(exc).__name__)
         _rejected(app, InvalidToken(reason="malformed"))
-    setattr(app_g, _G_ATTR, _Verified(claims, token))
+    setattr(app_g, _G_ATTR, _Verified(claims, token, req))
     if token_validated.receivers:
         token_validated.send(app, claims=claims, cached=cached)
     return claims
@@ -118,9 +124,11 @@ def _rejected(app: Flask, error: OboError) -> NoReturn:
 
 def _verified() -> _Verified:
     try:
-        verified: _Verified | None = getattr(
-            g._get_current_object(), _G_ATTR, None)
-    except RuntimeError:  # outside an app context
+        verified: _Verified | None = getattr(g._get_current_object(), _G_ATTR, None)
+        current = request._get_current_object()  # type: ignore[attr-defined]
+        if verified is not None and verified.request is not current:
+            verified = None  # another request's, in a shared app context
+    except RuntimeError:  # outside an app or request context
         verified = None
     if verified is None:
         raise RuntimeError(

@@ -18,6 +18,7 @@ import binascii
 import functools
 import http.cookiejar
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -25,13 +26,14 @@ from urllib.parse import urlsplit
 
 import requests
 from flask import current_app
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from ._http import build_session
 from .claims import TokenClaims
 from .config import DownstreamApi, OboConfig
 from .context import get_assertion, verify_token_in_request
-from .errors import ClaimsChallenge, InsufficientScope, UpstreamAuthError
+from .errors import ClaimsChallenge, DownstreamUnavailable, InsufficientScope, UpstreamAuthError
 from .extension import get_state
 from .obo import TokenAcquirer
 from .token_cache import AccessToken
@@ -46,6 +48,8 @@ __all__ = [
     "requires_app_token",
     "requires_downstream",
 ]
+
+log = logging.getLogger("flask_obo.downstream")
 
 F = TypeVar("F", bound=Callable[..., Any])
 Scopes = Iterable[str] | str | None
@@ -103,8 +107,8 @@ class DownstreamSession:
     the same origin) and the usual ``requests`` arguments; a default timeout applies.
     """
 
-    __slots__ = ("_acquirer", "_base_url", "_caller", "_origin", "_pool", "_scopes", "_tenant",
-                 "_timeout", "_token")
+    __slots__ = ("_acquirer", "_base_url", "_caller", "_pool", "_scopes", "_tenant", "_timeout",
+                 "_token")
 
     def __init__(self, acquirer: TokenAcquirer, pool: requests.Session,
                  scopes: tuple[str, ...], *, base_url: str | None, timeout: float,
@@ -113,7 +117,6 @@ class DownstreamSession:
         self._pool = pool
         self._scopes = scopes
         self._base_url = base_url
-        self._origin = _origin(base_url) if base_url else None
         self._timeout = timeout
         self._caller = caller  # None: an app-only session
         self._tenant = tenant
@@ -138,7 +141,7 @@ class DownstreamSession:
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         target = self._url(url)
         kwargs.setdefault("timeout", self._timeout)
-        response = self._pool.request(method, target, auth=_Bearer(self.authorization), **kwargs)
+        response = self._send(method, target, kwargs)
         claims = _claims_challenge(response)
         if claims is None:
             return response
@@ -146,12 +149,26 @@ class DownstreamSession:
             raise self._refused(claims)
         response.close()
         self._token = self._acquire(claims)  # one fresh token for exactly this challenge
-        response = self._pool.request(method, target, auth=_Bearer(self.authorization), **kwargs)
+        response = self._send(method, target, kwargs)
         again = _claims_challenge(response)
         if again is not None:
             response.close()
             raise self._refused(again)
         return response
+
+    def _send(self, method: str, target: str, kwargs: dict[str, Any]) -> requests.Response:
+        try:
+            return self._pool.request(method, target, auth=_Bearer(self.authorization),
+                                      **kwargs)
+        except requests.RequestException as exc:
+            # No answer at all (refused, reset, timed out, after the idempotent retries): the
+            # client gets a gateway error, not a 500. An answer, even a 5xx, is returned.
+            if not isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+                raise
+            timed_out = _timed_out(exc)
+            log.warning("flask-obo: downstream %s %s %s: %s", method, _origin(target),
+                        "timed out" if timed_out else "unreachable", type(exc).__name__)
+            raise DownstreamUnavailable(timed_out=timed_out) from None
 
     def get(self, url: str, **kwargs: Any) -> requests.Response:
         return self.request("GET", url, **kwargs)
@@ -184,11 +201,14 @@ class DownstreamSession:
                                            user=caller.oid or "")
 
     def _url(self, url: str) -> str:
-        if "://" in url:
+        parts = urlsplit(url)
+        if parts.scheme or parts.netloc:
             # The user's token goes only where this session was configured to send it.
-            if self._origin is not None and _origin(url) != self._origin:
+            origin = _origin(self._base_url) if self._base_url else None
+            if parts.scheme.lower() not in ("http", "https") or (
+                    origin is not None and _origin(url) != origin):
                 raise ValueError(f"{url!r} is not on this downstream API's origin "
-                                 f"{self._origin}: its token is not sent elsewhere")
+                                 f"{origin}: its token is not sent elsewhere")
             return url
         if self._base_url is None:
             raise ValueError("this downstream session has no base_url: pass an absolute URL")
@@ -202,6 +222,15 @@ class DownstreamSession:
         return ClaimsChallenge(claims=claims, reason="downstream_claims_challenge",
                                authorization_uri=f"{self._acquirer.config.instance}/{tenant}"
                                                  "/oauth2/v2.0/authorize")
+
+
+def _timed_out(exc: requests.RequestException) -> bool:
+    if isinstance(exc, requests.Timeout):
+        return True
+    reason = getattr(exc.args[0] if exc.args else None, "reason", None)  # urllib3 MaxRetryError
+    if isinstance(reason, NewConnectionError):  # a subclass of ConnectTimeoutError, alas
+        return False
+    return isinstance(reason, (ReadTimeoutError, ConnectTimeoutError))
 
 
 def _origin(url: str) -> str:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ClaimsChallenge",
     "ConsentRequired",
+    "DownstreamUnavailable",
     "IdentityProviderUnavailable",
     "InsufficientScope",
     "InvalidRequest",
@@ -261,3 +262,23 @@ class UpstreamAuthError(OboError):
     title = "Upstream authentication failed"
     challenge = False
     description = "This API could not obtain a token for the downstream API."
+
+
+class DownstreamUnavailable(OboError):
+    """502 (refused, reset) or 504 (timed out): the downstream API did not answer at all.
+
+    An answer it did give, even a 5xx, reaches the view as a response instead.
+    """
+
+    code = 502
+    title = "Downstream API unavailable"
+    challenge = False
+    description = "The downstream API could not be reached."
+
+    def __init__(self, description: str | None = None, *, timed_out: bool = False,
+                 **kwargs: Any) -> None:
+        kwargs.setdefault("reason", "downstream_timeout" if timed_out else "downstream_unreachable")
+        super().__init__(description or ("The downstream API did not answer in time."
+                                         if timed_out else None), **kwargs)
+        if timed_out:
+            self.code = 504

@@ -125,7 +125,7 @@ class TokenValidator:
         if entry is not None:
             if now > entry[1]:
                 _reject("expired")  # its signature was checked; only time has run out
-            try:
+            try:  # noqa: SIM105 - the hot path: try costs nothing, suppress() an object
                 self._cache.move_to_end(digest)
             except KeyError:  # evicted by another thread meanwhile
                 pass

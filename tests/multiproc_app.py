@@ -1,5 +1,5 @@
-"""The middle tier of the Redis suites as a WSGI app, for gunicorn (test_redis_multiproc and
-benchmarks.bench_redis). Its settings come from the environment, as a deployment's would:
+"""The middle tier of the Redis suites as a WSGI app, for gunicorn (test_redis_multiproc).
+Its settings come from the environment, as a deployment's would:
 ``FLASK_OBO_AUTHORITY``, ``FLASK_OBO_CLIENT_ID``, ``FLASK_OBO_CACHE`` (JSON), ... become
 ``OBO_AUTHORITY``, ``OBO_CLIENT_ID``, ``OBO_CACHE``, ... (Flask's ``from_prefixed_env``).
 """

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -92,6 +93,11 @@ def _downstream_app(emu: EntraEmulator, registration: App, state: dict[str, Any]
         if count <= failures:
             return Response("try again", status=503)
         return jsonify(who() | {"attempt": count})
+
+    @app.get("/slow/<float:seconds>")
+    def slow(seconds: float) -> Any:
+        time.sleep(seconds)
+        return jsonify(who())
 
     @app.get("/set-cookie")
     def set_cookie() -> Any:

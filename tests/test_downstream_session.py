@@ -5,6 +5,7 @@ URL handling, app-only sessions, async views and trust of ``OBO_CA_BUNDLE`` over
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +82,33 @@ def test_idempotent_requests_retry_on_503_and_posts_do_not(make_middle: MakeMidd
     assert downstream.hits[post_key] == 1
 
 
+def test_no_answer_from_downstream_is_a_gateway_error(make_middle: MakeMiddle, entra: Any,
+                                                     downstream: Downstream) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/"
+    middle = make_middle(OBO_DOWNSTREAM_APIS={
+        "down": {"base_url": downstream.url, "scopes": [downstream.read_scope],
+                 "timeout": 0.3, "retries": 0},
+        "gone": {"base_url": closed, "scopes": [downstream.read_scope], "retries": 0}})
+
+    @middle.app.get("/gone")
+    @requires_downstream(api="gone")
+    def gone(downstream: DownstreamSession) -> Any:
+        return {"status": downstream.get("me").status_code}
+
+    token = middle.token_for(entra.add_user("alice"))
+    refused = middle.get("/gone", token)
+    assert refused.status_code == 502
+    assert refused.content_type == "application/problem+json"
+    assert refused.get_json()["reason"] == "downstream_unreachable"
+    slow = middle.get("/call/slow/1.0", token)
+    assert slow.status_code == 504
+    assert slow.get_json()["reason"] == "downstream_timeout"
+    assert middle.get("/call/me", token).get_json()["status"] == 200
+    assert len(middle.obo_calls()) == 1  # the token stayed cached throughout
+
+
 def test_nothing_of_one_user_reaches_the_next(make_middle: MakeMiddle, entra: Any,
                                               downstream: Downstream) -> None:
     middle = make_middle()
@@ -104,8 +132,11 @@ def test_urls_join_the_base_and_stay_on_its_origin(make_middle: MakeMiddle, entr
         session = get_downstream_session("down")
         assert session.get("/me").json()["oid"]  # leading slash: still under base_url
         assert session.get(downstream.url + "me").status_code == 200
-        with pytest.raises(ValueError, match="origin"):
-            session.get("http://127.0.0.2:1/steal")
+        for elsewhere in ("http://127.0.0.2:1/steal", "//127.0.0.2:1/steal",
+                          downstream.url.replace("http:", "https:") + "me"):
+            with pytest.raises(ValueError, match="origin"):
+                session.get(elsewhere)
+        assert session.get("me?next=http://127.0.0.2/x").status_code == 200
         assert session.authorization not in repr(session)
         adhoc = get_downstream_session(scopes=[downstream.read_scope])
         with pytest.raises(ValueError, match="absolute"):

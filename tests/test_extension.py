@@ -183,6 +183,27 @@ def test_error_bodies_and_headers_never_echo_the_token(make_app: MakeApp,
         assert part[:16] not in text
 
 
+def test_requests_sharing_an_app_context_do_not_share_the_caller(
+        make_app: MakeApp, emulator: EntraTestHelper, api_registration: App, user: User) -> None:
+    # Flask reuses an active app context (and its g) for requests made inside it.
+    app = make_app()
+
+    @app.get("/who")
+    @public
+    def who() -> str:
+        claims = verify_token_in_request(optional=True)
+        return claims.oid if claims else "nobody"
+
+    token = emulator.issue_user_token(user, resource=api_registration)
+    client = app.test_client()
+    with app.app_context():
+        assert client.get("/me", headers=bearer(token)).status_code == 200
+        assert client.get("/me").status_code == 401
+        assert client.get("/who").text == "nobody"
+        with pytest.raises(RuntimeError):
+            get_assertion()
+
+
 def test_an_error_renderer_replaces_the_rendering(emulator: EntraTestHelper,
                                                   api_registration: App) -> None:
     seen: list[OboError] = []

@@ -202,3 +202,40 @@ def test_msal_cache_stays_empty_and_ours_is_ttl_bound(make_middle: MakeMiddle, e
     # Served from the cache now, without the identity provider:
     assert one(0) == issued[0]
     assert len(middle.obo_calls()) == users_count
+
+
+def test_multi_tenant_api_asks_each_callers_own_tenant(entra: Any) -> None:
+    from flask import Flask
+
+    from flask_obo import FlaskOBO, acquire_token_on_behalf_of
+
+    other_tid = entra.add_tenant()
+    api = entra.register_app("saas-middle", secret="s3cret", scopes=["access_as_user"],
+                             multi_tenant=True)
+    down = entra.register_app("saas-down", scopes=["read"], multi_tenant=True)
+    for tid in (entra.tenant_id, other_tid):
+        entra.grant_consent(client=api, resource=down, scopes=["read"], tenant=tid)
+    app = Flask("saas")
+    app.config.update(OBO_AUTHORITY=entra.authority("organizations"),
+                      OBO_CLIENT_ID=api.client_id, OBO_CLIENT_SECRET="s3cret",
+                      OBO_ALLOWED_TENANTS=[entra.tenant_id, other_tid],
+                      OBO_CA_BUNDLE=entra.ca_bundle,
+                      OBO_DOWNSTREAM_APIS={"down": {"scopes": [f"{down.app_id_uri}/read"]}})
+    FlaskOBO(app)
+
+    @app.get("/token")
+    def token_view() -> Any:
+        return {"expires_on": acquire_token_on_behalf_of(api="down").expires_on}
+
+    home = entra.add_user("alice")
+    guest = entra.add_user("bob", tenant=other_tid)
+    client = app.test_client()
+    for user in (home, guest, home, guest):
+        token = entra.issue_user_token(user, resource=api)
+        answer = client.get("/token", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 200, answer.get_json()
+    calls = entra.calls("on_behalf_of")
+    assert [c["tenant"] for c in calls] == [entra.tenant_id, other_tid,
+                                            entra.tenant_id, other_tid]
+    assert sorted(app.extensions["obo"].acquirer._clients) == sorted(
+        [entra.tenant_id, other_tid])  # one MSAL app per tenant, never /organizations

@@ -287,3 +287,34 @@ def test_every_shared_backend_encrypts(make_redis_middle: MakeRedisMiddle, tmp_p
                                                 "CACHE_DIR": str(tmp_path)})
     assert middle.cache.shared and middle.cache.codec.encrypts
     assert not make_redis_middle(None).cache.codec.encrypts  # in-process: nothing to protect
+
+
+def test_a_redis_user_limited_to_the_documented_acl_is_enough(
+        make_redis_middle: MakeRedisMiddle, redis_server: RedisServer, entra: Any) -> None:
+    admin = redis_client(redis_server.url)
+    admin.execute_command("ACL", "SETUSER", "flask-obo", "on", ">acl-test-password",
+                          "~flask_obo:*", "+get", "+set", "+del", "+evalsha", "+script|load")
+    url = f"redis://flask-obo:acl-test-password@127.0.0.1:{redis_server.port}/0"
+    first, second = make_redis_middle(url), make_redis_middle(url)
+    alice = entra.add_user("alice")
+    token = first.token_for(alice)
+    for middle in (first, second):  # fill under the lock (SET NX, Lua release), then a read
+        answer = middle.profile(token)
+        assert answer.status_code == 200 and answer.get_json()["oid"] == alice.oid
+    assert first.obo_calls() == 1
+    assert admin.execute_command("ACL", "LOG") == []  # nothing was refused
+    assert len(raw_values(redis_server.url)) == 1  # the entry, its lock released
+
+
+def test_flask_obo_check_tries_the_redis_cache(make_redis_middle: MakeRedisMiddle,
+                                               redis_server: RedisServer) -> None:
+    middle = make_redis_middle(redis_server.url)
+    result = middle.app.test_cli_runner().invoke(args=["obo", "check"])
+    assert "[ok] token cache: RedisCache answers (write, read, delete), encrypted with a key " \
+           "derived from the credential" in result.output, result.output
+    assert raw_values(redis_server.url) == {}  # the probe is gone
+
+    redis_server.stop()
+    result = middle.app.test_cli_runner().invoke(args=["obo", "check"])
+    assert result.exit_code == 1
+    assert "[FAIL] token cache: RedisCache did not answer (ConnectionError" in result.output

@@ -337,3 +337,30 @@ def test_default_is_in_process(entra: Any) -> None:
     FlaskOBO(app)
     cache = app.extensions["obo"].acquirer.cache
     assert isinstance(cache.backend, SimpleCache) and not cache.shared
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_worker_does_not_inherit_flights() -> None:
+    """gunicorn --preload forks workers: a flight in progress in the parent has no leader in
+    the child, which must lead its own call rather than wait for ever."""
+    from flask_obo._single_flight import SingleFlight
+
+    flights: SingleFlight[str] = SingleFlight()
+    release = threading.Event()
+    leader = threading.Thread(target=flights.run, args=("k", lambda: release.wait(5) and "p"),
+                              kwargs={"timeout": 5})
+    leader.start()
+    time.sleep(0.05)
+    assert flights.in_flight("k")
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 1
+        try:
+            result, led = flights.run("k", lambda: "child", timeout=0.5)
+            code = 0 if (result, led) == ("child", True) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    release.set()
+    leader.join()
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -98,7 +98,8 @@ def _hs256_with_public_key(w: World) -> str:
     header = {**w.header, "alg": "HS256"}
     signing_input = f"{b64json(header)}.{b64json(w.claims)}".encode()
     secret = json.dumps(w.public_jwk).encode()
-    return f"{signing_input.decode()}.{b64(hmac.new(secret, signing_input, hashlib.sha256).digest())}"
+    signature = hmac.new(secret, signing_input, hashlib.sha256).digest()
+    return f"{signing_input.decode()}.{b64(signature)}"
 
 
 CASES: dict[str, tuple[Callable[[World], str], str]] = {
