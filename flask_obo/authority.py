@@ -99,6 +99,11 @@ class Authority:
         """The current snapshot, or None if nothing was fetched yet."""
         return self._metadata
 
+    @property
+    def last_error(self) -> str | None:
+        """Why the last fetch failed (plain words), or None if it succeeded."""
+        return self._last_error
+
     def issuer(self, version: str, tenant_id: str) -> str | None:
         """The exact issuer a token of ``version`` from ``tenant_id`` must carry."""
         metadata = self._require_metadata()
@@ -190,7 +195,11 @@ class Authority:
             self._refreshing = True
         thread = threading.Thread(target=self._background_refresh, name="flask-obo-metadata",
                                   daemon=True)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had now: the next request will try again
+            with self._flag_lock:
+                self._refreshing = False
 
     def _background_refresh(self) -> None:
         try:
@@ -246,9 +255,13 @@ class Authority:
         if "1.0" in self._config.accepted_versions:
             # v1 tokens carry the v1 issuer (https://sts.windows.net/{tid}/ on Entra), which only
             # the v1 discovery document states reliably for every cloud.
-            v1 = self._get_json(f"{authority}/.well-known/openid-configuration",
-                                "the v1.0 OpenID discovery document")
-            issuers["1.0"] = _string_field(v1, "issuer", "v1.0 discovery")
+            try:
+                v1 = self._get_json(f"{authority}/.well-known/openid-configuration",
+                                    "the v1.0 OpenID discovery document")
+                issuers["1.0"] = _string_field(v1, "issuer", "v1.0 discovery")
+            except AuthorityError as exc:
+                raise AuthorityError(f"{exc} If this API takes v2.0 tokens only, set "
+                                     "OBO_ACCEPTED_TOKEN_VERSIONS=['2.0'].") from None
         return issuers, jwks_uri
 
     def _fetch_keys(self, jwks_uri: str) -> tuple[dict[str, Key], frozenset[tuple[str, str]]]:

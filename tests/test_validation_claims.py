@@ -154,6 +154,20 @@ def test_single_tenant_api_refuses_another_tenant(make_app: MakeApp, emulator: E
     assert response.status_code == 401 and response.json["reason"] in ("issuer", "tenant")
 
 
+def test_authority_named_by_domain_pins_the_tenant_through_discovery(
+        emulator: EntraTestHelper, api_registration: App, user: User) -> None:
+    # .../contoso.test: no tenant GUID in the config; discovery's issuer holds it.
+    domain = emulator.directory.tenant(emulator.tenant_id).domain
+    app = build_app(emulator, api_registration, OBO_AUTHORITY=f"{emulator.base_url}/{domain}")
+    for version in (1, 2):
+        token = emulator.issue_user_token(user, resource=api_registration, version=version)
+        assert get_me(app, token).json["tid"] == emulator.tenant_id
+    other_tid = emulator.add_tenant()
+    outsider = emulator.add_user("outsider", tenant=other_tid)
+    token = emulator.issue_user_token(outsider, resource=api_registration)
+    assert_invalid(get_me(app, token), api_registration, "issuer")
+
+
 @pytest.fixture
 def multi_tenant(emulator: EntraTestHelper) -> dict[str, Any]:
     api = emulator.register_app("saas", scopes=["access_as_user"], multi_tenant=True)
