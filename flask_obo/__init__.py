@@ -26,6 +26,7 @@ from .downstream import (
 from .errors import (
     ClaimsChallenge,
     ConsentRequired,
+    DownstreamUnavailable,
     IdentityProviderUnavailable,
     InsufficientScope,
     InvalidRequest,
@@ -45,6 +46,7 @@ __all__ = [
     "ConfigError",
     "ConsentRequired",
     "DownstreamSession",
+    "DownstreamUnavailable",
     "FlaskOBO",
     "IdentityProviderUnavailable",
     "InsufficientScope",

@@ -8,6 +8,8 @@ environment still apply.
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -18,6 +20,19 @@ from urllib3.util.retry import Retry
 __all__ = ["PinnedTrustSession", "build_session"]
 
 DEFAULT_USER_AGENT = "flask-obo"
+
+# Sessions built at init_app may have opened connections before a pre-forking server (gunicorn
+# --preload) forks; a child must not share those sockets with its parent or siblings.
+_SESSIONS: weakref.WeakSet[requests.Session] = weakref.WeakSet()
+
+
+def _drop_inherited_connections() -> None:
+    for session in list(_SESSIONS):
+        session.close()  # empties the pools; the next request opens a connection of its own
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_connections)
 
 
 class PinnedTrustSession(requests.Session):
@@ -73,4 +88,5 @@ def build_session(
     session.headers["User-Agent"] = DEFAULT_USER_AGENT
     if headers:
         session.headers.update(headers)
+    _SESSIONS.add(session)
     return session

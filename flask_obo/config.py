@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "OBO_CACHE_LOCAL_SIZE": 4096,  # decoded entries kept in-process in front of the backend
     "OBO_DOWNSTREAM_TIMEOUT": 30.0,
     "OBO_DOWNSTREAM_RETRIES": 2,
+    "OBO_CLIENT_CAPABILITIES": (),  # ("CP1",): this API handles CAE claims challenges
 }
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
@@ -104,6 +105,7 @@ class OboConfig:
     cache_local_size: int
     downstream_timeout: float
     downstream_retries: int
+    client_capabilities: tuple[str, ...] = ()
 
     @property
     def is_multi_tenant(self) -> bool:
@@ -191,6 +193,7 @@ class OboConfig:
             cache_local_size=int(get.number("OBO_CACHE_LOCAL_SIZE", minimum=0)),
             downstream_timeout=downstream_timeout,
             downstream_retries=downstream_retries,
+            client_capabilities=get.str_list("OBO_CLIENT_CAPABILITIES") or (),
         )
 
 

@@ -323,6 +323,8 @@ class TokenAcquirer:
                 token_cache=NoTokenCache(),
                 instance_discovery=self._instance_discovery,
                 exclude_scopes=["offline_access"],  # no refresh tokens: nothing to keep them in
+                # "CP1" tells Entra this API answers CAE claims challenges (DownstreamSession).
+                client_capabilities=list(self.config.client_capabilities) or None,
                 app_name="flask-obo",
             )
         except Exception as exc:  # logged and signalled by the caller, as any failed call

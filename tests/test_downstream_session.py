@@ -235,3 +235,16 @@ def test_validation_only_app_has_no_acquirer(entra: Any) -> None:
     token = entra.issue_user_token(entra.add_user("alice"), resource=api)
     with pytest.raises(RuntimeError, match="no credential"):
         app.test_client().get("/x", headers={"Authorization": f"Bearer {token}"})
+
+
+def test_client_capabilities_are_declared_to_the_identity_provider(
+        make_middle: MakeMiddle, entra: Any, downstream: Downstream) -> None:
+    """OBO_CLIENT_CAPABILITIES=["CP1"] tells Entra this API handles CAE claims challenges."""
+    middle = make_middle(OBO_CLIENT_CAPABILITIES=["CP1"])
+    alice = entra.add_user("alice")
+    answer = middle.get("/call/me", middle.token_for(alice))
+    assert answer.status_code == 200
+    assert answer.get_json()["downstream"]["oid"] == alice.oid
+    (call,) = middle.obo_calls()
+    claims = json.loads(call["params"]["claims"])
+    assert claims["access_token"]["xms_cc"]["values"] == ["CP1"]

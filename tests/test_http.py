@@ -107,3 +107,27 @@ def test_unpinned_session_does_not_trust_unknown_ca(
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
     with pytest.raises(requests.exceptions.SSLError):
         build_session(None).get(url, timeout=5)
+
+
+def test_forked_child_does_not_reuse_parent_connections(https_server: tuple[str, Path]) -> None:
+    """gunicorn --preload forks after init_app: a worker must open its own connections."""
+    import os
+
+    url, ca_file = https_server
+    session = build_session(str(ca_file))
+    assert session.get(url, timeout=5).text == "ok"
+    adapter = session.get_adapter(url)
+    assert len(adapter.poolmanager.pools) == 1  # the parent holds a pooled connection
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports how many pools it inherited, then proves the session works
+        pools = len(adapter.poolmanager.pools)
+        ok = session.get(url, timeout=5).text == "ok"
+        os.write(write, f"{pools} {ok}".encode())
+        os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    report = os.read(read, 64).decode()
+    os.close(read)
+    assert status == 0
+    assert report == "0 True"
