@@ -416,19 +416,29 @@ def evaluate(results: dict[str, Any], users: int, workers: int) -> list[dict[str
         verdicts.append({"target": target, "value": value,
                          "met": ok, "detail": detail})
 
+    def both(rps_ratio: float, cpu_ratio: float, target: float) -> bool | None:
+        # Throughput is the target's measure; on a shared machine it is the noisier one.
+        # Where it and the CPU cost disagree, the run settles nothing: None, not a verdict.
+        if (rps_ratio >= target) == (cpu_ratio >= target):
+            return rps_ratio >= target
+        return None
+
     for name, key in (("validate", "validate_vs_bare"), ("obo_hit", "obo_hit_vs_bare")):
         row = rows.get(name)
         if row and "ratio_to_bare" in row:
             add(f"{name} throughput >= {TARGETS[key]} x bare", row["ratio_to_bare"],
-                row["ratio_to_bare"] >= TARGETS[key],
+                both(row["ratio_to_bare"], row["cpu_ratio_to_bare"], TARGETS[key]),
                 f"{row['rps']:.0f} vs {rows['bare']['rps']:.0f} req/s; server CPU per request "
                 f"{row['server_cpu_us_per_request']} vs {rows['bare']['server_cpu_us_per_request']}"
                 f" us (CPU ratio {row['cpu_ratio_to_bare']})")
     if "validate" in rows and "authlib" in rows:
         ratio = rows["validate"]["rps"] / rows["authlib"]["rps"]
+        cpu_ratio = (rows["authlib"]["server_cpu_us_per_request"]
+                     / rows["validate"]["server_cpu_us_per_request"])
         add(f"validate >= {TARGETS['validate_vs_authlib']} x Authlib", round(ratio, 2),
-            ratio >= TARGETS["validate_vs_authlib"],
-            f"{rows['validate']['rps']:.0f} vs {rows['authlib']['rps']:.0f} req/s")
+            both(ratio, cpu_ratio, TARGETS["validate_vs_authlib"]),
+            f"{rows['validate']['rps']:.0f} vs {rows['authlib']['rps']:.0f} req/s; CPU ratio "
+            f"{cpu_ratio:.2f}")
     hit = results.get("micro", {}).get("obo_cache_hit_us", {})
     public = hit.get("public acquire_token_on_behalf_of") or next(iter(hit.values()), None)
     if public:
@@ -537,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key}: {micro[key]}")
     print("\ntargets:")
     for verdict in results["targets"]:
-        mark = {True: "met   ", False: "MISSED", None: "n/a   "}[verdict["met"]]
+        mark = {True: "met   ", False: "MISSED", None: "open  "}[verdict["met"]]
         print(f"  {mark} {verdict['target']}: {verdict['value']}  ({verdict['detail']})")
     print(f"\nload average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"{results['elapsed_s']} s; results in {args.output}")

@@ -50,7 +50,7 @@ class TokenClaims(Mapping[str, Any]):
 
     def __init__(self, claims: Mapping[str, Any], *, token_hash: str) -> None:
         frozen: Mapping[str, Any] = MappingProxyType(
-            {k: _freeze(v) for k, v in claims.items()}
+            {k: _freeze(v) if isinstance(v, (dict, list)) else v for k, v in claims.items()}
         )
         scp = frozen.get("scp")
         roles = frozen.get("roles")

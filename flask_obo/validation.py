@@ -23,8 +23,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeGuard
 
-from joserfc import jws
 from joserfc.errors import JoseError
+from joserfc.jwa import JWSAlgModel
 from joserfc.jws import JWSRegistry
 
 from ._http import PinnedTrustSession
@@ -38,6 +38,8 @@ __all__ = ["TokenClaims", "TokenValidator", "create_validator"]
 log = logging.getLogger("flask_obo.validation")
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
+# The last character of a segment whose length is 2 or 3 (mod 4) may only take these values.
+_CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
 _GUID = re.compile(r"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}", re.IGNORECASE)
 _MAX_HEADER_CHARS = 2048
 _MAX_TIME = 1e11  # year 5138
@@ -85,9 +87,10 @@ class TokenValidator:
         self.authority = authority
         self._clock = clock
         self._algorithms = frozenset(config.algorithms)
-        self._registry = JWSRegistry(algorithms=list(config.algorithms),
-                                     strict_check_header=False)
-        self._registry.max_header_length = _MAX_HEADER_CHARS
+        # joserfc's algorithm objects, looked up once: the registry enforces the allow-list.
+        registry = JWSRegistry(algorithms=list(config.algorithms), strict_check_header=False)
+        self._alg_models: dict[str, JWSAlgModel] = {
+            alg: registry.get_alg(alg) for alg in config.algorithms}
         self._skew = config.clock_skew
         self._audiences = config.audiences
         self._allowed_tenants = config.allowed_tenants
@@ -167,12 +170,18 @@ class TokenValidator:
             key, generation = self.authority.signing_key(kid)
         except UnknownSigningKey:
             _reject("unknown_key")
+        # The header is already parsed and checked above, so joserfc's algorithm is called
+        # directly rather than through jws.deserialize_compact (which would parse it again).
+        alg_model = self._alg_models[alg]
+        signature = _b64decode(signature_segment, "signature")
         try:
-            payload = jws.deserialize_compact(data, key, algorithms=[alg],
-                                              registry=self._registry).payload
+            alg_model.check_key(key)  # key type, curve, use and alg fit this algorithm
+            verified = alg_model.verify(data[:data.rindex(b".")], signature, key)
         except (JoseError, ValueError, TypeError):
+            verified = False
+        if not verified:
             _reject("signature")
-        claims = _decode_json(payload)
+        claims = _decode_json(_b64decode(payload_segment))
         self._check_claims(claims, now)
         return TokenClaims(claims, token_hash=token_hash), generation
 
@@ -242,19 +251,23 @@ def _decode_header(segment: str) -> dict[str, Any]:
     return _decode_json(_b64decode(segment))
 
 
-def _b64decode(segment: str) -> bytes:
-    if not _SEGMENT.fullmatch(segment) or len(segment) % 4 == 1:
-        _reject("malformed")
+def _b64decode(segment: str, reason: str = "malformed") -> bytes:
+    """Strict base64url: its alphabet, no padding, and canonical (unused low bits zero), so
+    that no two spellings decode to the same bytes."""
+    rest = len(segment) % 4
+    if (not _SEGMENT.fullmatch(segment) or rest == 1
+            or (rest and segment[-1] not in _CANONICAL_LAST[rest])):
+        _reject(reason)
     try:
         return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except ValueError:
-        _reject("malformed")
+        _reject(reason)
 
 
 def _decode_json(raw: bytes) -> dict[str, Any]:
     try:
         # JOSE JSON is UTF-8 (RFC 7519 section 7.2); json.loads(bytes) would also take UTF-16/32.
-        value = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
+        value = _JSON.decode(raw.decode("utf-8"))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         _reject("malformed")
     if not isinstance(value, dict):
@@ -264,6 +277,10 @@ def _decode_json(raw: bytes) -> dict[str, Any]:
 
 def _not_json(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")  # json.loads would accept NaN and Infinity
+
+
+# Built once: json.loads with any option builds a new decoder per call.
+_JSON = json.JSONDecoder(parse_constant=_not_json)
 
 
 def _is_time(value: Any) -> TypeGuard[float]:

@@ -102,6 +102,14 @@ def _hs256_with_public_key(w: World) -> str:
     return f"{signing_input.decode()}.{b64(signature)}"
 
 
+def _respelled_signature(w: World) -> str:
+    # A 256-byte signature ends in a character with 4 unused bits: flipping one of them
+    # decodes to the same bytes, but it is not the token the authority issued.
+    head, signature = w.token.rsplit(".", 1)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    return f"{head}.{signature[:-1]}{alphabet[alphabet.index(signature[-1]) ^ 1]}"
+
+
 CASES: dict[str, tuple[Callable[[World], str], str]] = {
     "alg-none": (lambda w: w.unsigned({"alg": "none", "typ": "JWT"}), "algorithm"),
     "alg-None-with-kid": (lambda w: w.unsigned({**w.header, "alg": "None"}), "algorithm"),
@@ -137,6 +145,7 @@ CASES: dict[str, tuple[Callable[[World], str], str]] = {
     "tampered-payload": (lambda w: ".".join([
         w.token.split(".")[0], b64json({**w.claims, "scp": "write"}), w.token.split(".")[2]]),
         "signature"),
+    "signature-other-spelling": (_respelled_signature, "signature"),
     "signature-stripped": (lambda w: w.token.rsplit(".", 1)[0] + ".", "signature"),
     "jwe-shaped": (lambda w: f"{b64json({'alg': 'RSA-OAEP', 'enc': 'A256GCM'})}.a.b.c.d",
                    "encrypted"),
