@@ -8,14 +8,13 @@ which for an OBO token is the middle tier, not the user's client.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from flask import Flask
 
 from flask_obo import FlaskOBO, current_token, public, requires_scopes_or_roles
 
-from .settings import load_settings
+from .settings import load_settings, serve
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -47,11 +46,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5002)
-    args = parser.parse_args()
-    create_app().run(host=args.host, port=args.port, threaded=True, use_reloader=False)
+    serve(create_app, __doc__, 5002)
 
 
 if __name__ == "__main__":

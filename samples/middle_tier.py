@@ -12,7 +12,6 @@ Against Microsoft Graph: {"graph": {"base_url": "https://graph.microsoft.com/v1.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from flask import Flask
@@ -27,7 +26,7 @@ from flask_obo import (
     requires_scopes,
 )
 
-from .settings import load_settings
+from .settings import load_settings, serve
 
 DOWNSTREAM = "profile"
 
@@ -46,32 +45,31 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     @app.get("/api/profile")
     @requires_scopes("access_as_user")
     @requires_downstream(api=DOWNSTREAM)
-    def profile(downstream: DownstreamSession) -> dict[str, Any]:
+    def profile(downstream: DownstreamSession) -> tuple[dict[str, Any], int]:
         # The session carries this user's downstream token; the first call per user does OBO,
         # later ones are served from the cache.
-        answer = downstream.get("me")
-        answer.raise_for_status()
-        return {"caller": current_token.oid, "downstream_saw": answer.json()}
+        return _what_downstream_saw(downstream)
 
     @app.get("/api/service-status")
     @requires_scopes("access_as_user")
     @requires_app_token(api=DOWNSTREAM)
-    def service_status(downstream: DownstreamSession) -> dict[str, Any]:
+    def service_status(downstream: DownstreamSession) -> tuple[dict[str, Any], int]:
         # An app-only token (client credentials): the downstream API sees the middle tier
         # itself, with the app roles it was granted, not the user.
-        answer = downstream.get("me")
-        answer.raise_for_status()
-        return {"caller": current_token.oid, "downstream_saw": answer.json()}
+        return _what_downstream_saw(downstream)
 
     return app
 
 
+def _what_downstream_saw(downstream: DownstreamSession) -> tuple[dict[str, Any], int]:
+    answer = downstream.get("me")
+    if not answer.ok:  # the downstream API's own refusal, passed on as a gateway error
+        return {"caller": current_token.oid, "downstream_status": answer.status_code}, 502
+    return {"caller": current_token.oid, "downstream_saw": answer.json()}, 200
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5001)
-    args = parser.parse_args()
-    create_app().run(host=args.host, port=args.port, threaded=True, use_reloader=False)
+    serve(create_app, __doc__, 5001)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,14 @@ settings change. Values that look like JSON (lists, dicts) are parsed as JSON.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from flask import Flask
 
 
 def _parse(value: str) -> Any:
@@ -37,3 +41,13 @@ def load_settings(prefix: str = "OBO_", dotenv: Path | None = None) -> dict[str,
     merged = read_dotenv(dotenv or Path.cwd() / ".env")
     merged.update(os.environ)
     return {key: _parse(value) for key, value in merged.items() if key.startswith(prefix)}
+
+
+def serve(create_app: Callable[[], Flask], description: str | None, default_port: int) -> None:
+    """The samples' command line: ``--host`` and ``--port``, then Flask's threaded server."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=default_port)
+    args = parser.parse_args()
+    create_app().run(host=args.host, port=args.port, threaded=True, use_reloader=False)
