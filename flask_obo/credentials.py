@@ -130,18 +130,9 @@ def _read(name: str, value: Any) -> bytes:
     """PEM given inline, or read from a path."""
     if isinstance(value, bytes):
         return value
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if not isinstance(value, str):
-        raise ConfigError(f"OBO_CLIENT_CERTIFICATE['{name}'] must be a path or PEM text.")
-    if value.lstrip().startswith("-----BEGIN"):
+    if isinstance(value, str) and value.lstrip().startswith("-----BEGIN"):
         return value.encode()
-    try:
-        with open(value, "rb") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise ConfigError(f"OBO_CLIENT_CERTIFICATE['{name}']: cannot read {value!r} "
-                          f"({exc.strerror}): check the path and the file's permissions.") from None
+    return _read_path(name, value)
 
 
 def _load_pem_key(data: bytes, password: bytes | None) -> Any:
@@ -187,7 +178,7 @@ def _read_path(name: str, value: Any) -> bytes:
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
     if not isinstance(value, str):
-        raise ConfigError(f"OBO_CLIENT_CERTIFICATE['{name}'] must be a path or bytes.")
+        raise ConfigError(f"OBO_CLIENT_CERTIFICATE['{name}'] must be a path, PEM text or bytes.")
     try:
         with open(value, "rb") as handle:
             return handle.read()
