@@ -33,3 +33,38 @@ def test_demo_runs_the_whole_chain_and_never_prints_a_token() -> None:
     assert '"amr": ["pwd", "mfa"]' in out
     assert not JWT.search(out), "a raw JWT appeared in the demo output"
     assert "Traceback" not in out
+
+
+def _api_processes() -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "samples.middle_tier" in cmdline or "samples.downstream_api" in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def test_ctrl_c_stops_every_process_and_says_where() -> None:
+    import signal
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "samples.demo"], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:  # interrupt once both APIs run (the trace names them)
+        lines.append(line)
+        if "middle tier " in line:
+            break
+    assert _api_processes(), "the demo's API processes should be running now"
+    process.send_signal(signal.SIGINT)
+    out = "".join(lines) + process.communicate(timeout=60)[0]
+    assert process.returncode == 130, out
+    assert "Interrupted during step" in out
+    assert "Traceback" not in out
+    assert _api_processes() == []
