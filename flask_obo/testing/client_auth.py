@@ -121,7 +121,7 @@ class ClientAuthenticator:
         secret = form.get("client_secret")
         assertion = form.get("client_assertion")
         if basic is not None:
-            if client_id and client_id != basic[0]:
+            if client_id and client_id.lower() != basic[0].lower():
                 raise EntraError("invalid_request", 9002313, "Invalid request. The client_id "
                                  "in the body does not match the Authorization header.")
             if secret is not None:
@@ -213,7 +213,9 @@ class ClientAuthenticator:
         if not any(isinstance(a, str) and a.rstrip("/").lower() in accepted for a in auds):
             raise _invalid_client(700027, f"Client assertion audience claim does not match "
                                   f"Realm issuer. Audience: '{aud}'; expected the token endpoint.")
-        if claims.get("iss") != app.client_id or claims.get("sub") != app.client_id:
+        # Client ids are GUIDs: Entra matches them whatever their case.
+        wanted = app.client_id.lower()
+        if not all(str(claims.get(k, "")).lower() == wanted for k in ("iss", "sub")):
             raise _invalid_client(700021, "Client assertion application identifier doesn't "
                                   "match 'client_id' parameter: 'iss' and 'sub' must both be "
                                   f"'{app.client_id}'.")

@@ -2,8 +2,9 @@
 
 Endpoints are on the emulator's host. Entra's v1 issuer is ``https://sts.windows.net/{tid}/``;
 the emulator keeps that shape on its own host: ``https://127.0.0.1:PORT/{tid}/``. For
-``/common`` and ``/organizations`` the issuer holds the literal placeholder ``{tenantid}``, as
-Entra's does.
+``/common`` and ``/organizations`` the issuer holds the literal placeholder ``{tenantid}``, and
+``tenant_region_scope`` is null, as Entra's are. Entra's v2 ``userinfo_endpoint`` is on Microsoft
+Graph; the emulator serves that API itself at ``{base}/oidc/userinfo`` (see ``userinfo.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ _CLOUD = {
 _AUTH_METHODS = ["client_secret_post", "private_key_jwt", "client_secret_basic"]
 
 
+def _cloud(issuer_tenant: str) -> dict[str, Any]:
+    cloud: dict[str, Any] = dict(_CLOUD)
+    if issuer_tenant == TENANT_PLACEHOLDER:  # /common and /organizations have no region
+        cloud["tenant_region_scope"] = None
+    return cloud
+
+
 def v2_configuration(base: str, tenant_segment: str, issuer_tenant: str) -> dict[str, Any]:
     """``/{tenant}/v2.0/.well-known/openid-configuration``."""
     root = f"{base}/{tenant_segment}"
@@ -37,6 +45,7 @@ def v2_configuration(base: str, tenant_segment: str, issuer_tenant: str) -> dict
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "issuer": f"{base}/{issuer_tenant}/v2.0",
         "request_uri_parameter_supported": False,
+        "userinfo_endpoint": f"{base}/oidc/userinfo",
         "authorization_endpoint": f"{root}/oauth2/v2.0/authorize",
         "device_authorization_endpoint": f"{root}/oauth2/v2.0/devicecode",
         "http_logout_supported": True,
@@ -49,7 +58,7 @@ def v2_configuration(base: str, tenant_segment: str, issuer_tenant: str) -> dict
         ],
         "kerberos_endpoint": f"{root}/kerberos",
     }
-    doc.update(_CLOUD)
+    doc.update(_cloud(issuer_tenant))
     return doc
 
 
@@ -80,9 +89,10 @@ def v1_configuration(base: str, tenant_segment: str, issuer_tenant: str) -> dict
             "amr", "nonce", "email", "given_name", "family_name", "nickname",
         ],
         "check_session_iframe": f"{root}/oauth2/checksession",
+        "userinfo_endpoint": f"{root}/openid/userinfo",
         "kerberos_endpoint": f"{root}/kerberos",
     }
-    doc.update(_CLOUD)
+    doc.update(_cloud(issuer_tenant))
     return doc
 
 

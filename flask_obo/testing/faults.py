@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 __all__ = ["ENDPOINTS", "KINDS", "Fault", "FaultInjector"]
 
-ENDPOINTS = frozenset({"token", "discovery", "jwks", "userrealm", "authorize", "*"})
+ENDPOINTS = frozenset({"token", "discovery", "jwks", "userrealm", "authorize", "userinfo", "*"})
 KINDS = frozenset({"status", "delay", "drop", "malformed"})
 
 

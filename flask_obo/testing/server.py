@@ -8,6 +8,8 @@ Routes, per tenant (a GUID, a verified domain, ``common`` or ``organizations``):
 - ``GET  /{tenant}/oauth2/v2.0/authorize``: 400, the emulator has no browser sign-in
 - ``GET  /common/userrealm/{user}``: the realm MSAL's username/password flow asks for
 - ``GET  /common/discovery/instance``: instance discovery, for clients told to ask the emulator
+- ``GET|POST /oidc/userinfo`` (and the v1 ``/{tenant}/openid/userinfo``): OIDC UserInfo
+- ``GET  /error?code=N``: where ``error_uri`` points
 
 TLS handshakes happen in the worker threads (not in the accept loop), so one stuck client
 cannot stall the others.
@@ -38,6 +40,7 @@ from .errors import EntraError, entra_error_body
 from .faults import Fault, FaultInjector
 from .grants import TokenEndpoint, grant_name
 from .tokens import KeyRing
+from .userinfo import UserInfoError, userinfo
 
 __all__ = ["EmulatorServer", "Services", "build_app"]
 
@@ -46,8 +49,12 @@ logger = logging.getLogger("flask_obo.testing")
 _CATEGORIES = {
     "discovery_v2": "discovery", "discovery_v1": "discovery", "jwks_v2": "jwks",
     "jwks_v1": "jwks", "token_v2": "token", "token_v1": "token", "userrealm": "userrealm",
-    "authorize": "authorize", "instance_discovery": "discovery",
+    "authorize": "authorize", "instance_discovery": "discovery", "userinfo": "userinfo",
+    "userinfo_v1": "userinfo",
 }
+# Entra's metadata answers: cacheable for a day, readable from browsers (MSAL.js fetches them).
+_METADATA_HEADERS = (("Cache-Control", "max-age=86400, private"),
+                     ("Access-Control-Allow-Origin", "*"))
 _GARBAGE = b'{"token_type": "Bearer", "access_token": "eyJ0eXAiOiJKV1Qi\x00<html>oops'
 
 
@@ -92,6 +99,7 @@ def _error(services: Services, err: EntraError) -> Response:
                             trace_id=g.get("trace_id"), error_uri_base=services.base)
     response = _json(body, err.status, err.headers.items())
     response.headers["Cache-Control"] = "no-store, no-cache"
+    response.headers["Pragma"] = "no-cache"
     return response
 
 
@@ -188,13 +196,14 @@ def build_app(services: Services) -> Flask:
     """The emulator's routes as a Flask app."""
     app = Flask("flask_obo.testing.emulator")
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    app.json.mimetype = "application/json; charset=utf-8"  # type: ignore[attr-defined]  # as Entra
     _register_hooks(app, services)
 
     def discovery(tenant: str, builder: Callable[[str, str, str], dict[str, Any]]) -> Response:
         segments = _tenant_segments(services, tenant)
         if segments is None:
             return _unknown_tenant(services, tenant)
-        return _json(builder(services.base, *segments))
+        return _json(builder(services.base, *segments), headers=_METADATA_HEADERS)
 
     @app.get("/<tenant>/v2.0/.well-known/openid-configuration")
     def discovery_v2(tenant: str) -> Response:
@@ -209,13 +218,14 @@ def build_app(services: Services) -> Flask:
         segments = _tenant_segments(services, tenant)
         if segments is None:
             return _unknown_tenant(services, tenant)
-        return _json(services.keyring.jwks(f"{services.base}/{segments[1]}/v2.0"))
+        return _json(services.keyring.jwks(f"{services.base}/{segments[1]}/v2.0"),
+                     headers=_METADATA_HEADERS)
 
     @app.get("/<tenant>/discovery/keys")
     def jwks_v1(tenant: str) -> Response:
         if _tenant_segments(services, tenant) is None:
             return _unknown_tenant(services, tenant)
-        return _json(services.keyring.jwks(None))
+        return _json(services.keyring.jwks(None), headers=_METADATA_HEADERS)
 
     def token(tenant: str, *, v1: bool) -> Response:
         form = {}
@@ -226,6 +236,10 @@ def build_app(services: Services) -> Flask:
                     "invalid_request", 9000411,
                     f"The request is not properly formatted. The parameter '{key}' is duplicated."))
             form[key] = values[0]
+        if not v1 and "resource" in form:
+            return _error(services, EntraError(
+                "invalid_request", 901002, "The 'resource' request parameter is not supported. "
+                "(The v2.0 endpoint takes 'scope', e.g. '<App ID URI>/.default'.)"))
         if v1 and form.get("resource") and not form.get("scope"):
             form["scope"] = form["resource"].rstrip("/") + "/.default"
         try:
@@ -278,7 +292,30 @@ def build_app(services: Services) -> Flask:
             bool(domain) and services.directory.tenant(domain) is not None)
         return _json(userrealm_document(username, known))
 
+    @app.route("/oidc/userinfo", methods=["GET", "POST"])
+    def userinfo_v2() -> Response:
+        return _userinfo(services)
+
+    @app.route("/<tenant>/openid/userinfo", methods=["GET", "POST"])
+    def userinfo_v1(tenant: str) -> Response:
+        return _userinfo(services)
+
+    @app.get("/error")
+    def error_page() -> Response:
+        code = request.args.get("code", "")
+        return Response(f"AADSTS{code}: see the error_description of the response that linked "
+                        "here (Entra ID emulator).\n", content_type="text/plain; charset=utf-8")
+
     return app
+
+
+def _userinfo(services: Services) -> Response:
+    try:
+        body = userinfo(request.headers.get("Authorization"),
+                        services.token_endpoint.factory.tokens, services.directory)
+    except UserInfoError as exc:
+        return _json(exc.body(), 401, [("WWW-Authenticate", exc.challenge)])
+    return _json(body)
 
 
 class _Handler(WSGIRequestHandler):
