@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Sequence
 
@@ -81,6 +82,8 @@ class EntryCodec:
             return None  # not written for this key (plaintext entries are bound to it too)
         if not isinstance(token, str) or not token:
             return None
+        if not (math.isfinite(expires_on) and math.isfinite(refresh_on)):
+            return None  # a NaN expiry compares false with every clock: it would never expire
         if not all(isinstance(s, str) for s in scopes):
             return None
         return token, expires_on, refresh_on, scopes

@@ -9,21 +9,34 @@ exceptions on the way to the identity provider turned into the answers clients g
   missing) for a minute after an admin fixed it.
 - ``NoTokenCache``: ``acquire_token_on_behalf_of`` never reads MSAL's cache, which would
   otherwise keep every user's tokens for ever; ``OboTokenCache`` is the cache.
+- ``result_error``: Entra's error answers (as MSAL returns them) as the errors clients get:
+  a claims challenge, consent, an invalid assertion, or this API's own fault.
 """
 
 from __future__ import annotations
 
 import email.utils
 import logging
+import re
 import time
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import msal
 import requests
 
-from .errors import IdentityProviderUnavailable, OboError, UpstreamAuthError
+from .errors import (
+    ClaimsChallenge,
+    ConsentRequired,
+    IdentityProviderUnavailable,
+    InvalidToken,
+    OboError,
+    UpstreamAuthError,
+)
 
-__all__ = ["IdpHttpError", "MsalHttp", "NoStore", "NoTokenCache", "exception_error"]
+__all__ = ["IdpHttpError", "MsalHttp", "NoStore", "NoTokenCache", "error_codes", "exception_error",
+           "result_error"]
 
 
 def exception_error(exc: Exception) -> OboError:
@@ -43,6 +56,51 @@ def exception_error(exc: Exception) -> OboError:
         # Malformed JSON, incomplete discovery metadata, an HTTP error MSAL raised itself.
         return IdentityProviderUnavailable(reason="malformed_response")
     return UpstreamAuthError(reason=type(exc).__name__)
+
+
+# AADSTS codes of invalid_grant that are about this app's own credential, not the user's token.
+_CLIENT_FAULT_CODES = frozenset({700016, 700024, 700027, 7000112, 7000215, 7000222, 700025})
+_CONSENT_CODES = frozenset({65001, 65004})
+
+
+def result_error(result: Mapping[str, Any], *, authority: str, client_id: str,
+                 scopes: tuple[str, ...], app_only: bool) -> OboError:
+    """An error answer of MSAL (Entra's JSON error), as the answer the client gets."""
+    error = str(result.get("error", ""))
+    codes = error_codes(result)
+    suberror = str(result.get("suberror", ""))
+    claims = result.get("claims")
+    extra = {"aadsts": sorted(codes)} if codes else None
+    if error in ("temporarily_unavailable", "server_error"):
+        return IdentityProviderUnavailable(reason=error, extra=extra)
+    if codes & _CLIENT_FAULT_CODES or error in ("invalid_client", "unauthorized_client"):
+        return UpstreamAuthError(reason=error or "invalid_client", extra=extra)
+    if app_only:
+        return UpstreamAuthError(reason=error or "unknown", extra=extra)
+    if codes & _CONSENT_CODES or "consent_required" in (error, suberror):
+        consent_uri = (f"{authority}/oauth2/v2.0/authorize?client_id="
+                       f"{quote(client_id)}&response_type=code&scope="
+                       f"{quote(' '.join(scopes))}&prompt=consent")
+        return ConsentRequired(scopes=scopes, consent_uri=consent_uri, extra=extra)
+    if isinstance(claims, str) and claims and error in ("interaction_required",
+                                                        "invalid_grant"):
+        return ClaimsChallenge(claims=claims, authorization_uri=(
+            f"{authority}/oauth2/v2.0/authorize"), reason=error, extra=extra)
+    if error in ("interaction_required", "invalid_grant"):
+        return InvalidToken("The identity provider refused this token for on-behalf-of: "
+                            "sign in again.", reason=error, extra=extra)
+    return UpstreamAuthError(reason=error or "unknown", extra=extra)
+
+
+def error_codes(result: Mapping[str, Any]) -> frozenset[int]:
+    """The AADSTS numbers of an error answer."""
+    codes = result.get("error_codes")
+    if isinstance(codes, list):
+        return frozenset(c for c in codes if isinstance(c, int))
+    # At most 9 ASCII digits: int() of a 5000-digit run (an identity provider's garbage)
+    # would raise, and a 500 would follow.
+    found = re.findall(r"AADSTS([0-9]{1,9})", str(result.get("error_description", "")))
+    return frozenset(int(c) for c in found[:3])
 
 
 class IdpHttpError(Exception):
@@ -88,8 +146,9 @@ def _retry_after(value: str | None, default: int = 5) -> int:
     if not value:
         return default
     value = value.strip()
-    if value.isdigit():
-        return max(1, min(int(value), 300))
+    if value.isascii() and value.isdigit():
+        # Capped before int(): a value past 4300 digits would make int() raise.
+        return max(1, min(int(value[:6]), 300)) if len(value) <= 6 else 300
     try:
         when = email.utils.parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, IndexError):

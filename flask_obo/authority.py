@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +87,15 @@ class Authority:
         self._initial_retry_at = 0.0
         self._last_forced_refetch = -math.inf
         self._last_error: str | None = None
+        _INSTANCES.add(self)
+
+    def _after_fork(self) -> None:
+        # A forked worker inherits the parent's locks as they were: held by a refresh thread
+        # that does not exist in the child, they would never be released, and the key set
+        # would never be fetched again (a forced refetch would even wait forever).
+        self._lock = threading.Lock()
+        self._flag_lock = threading.Lock()
+        self._refreshing = False
 
     # -- reading -------------------------------------------------------------------------
 
@@ -317,6 +328,18 @@ class Authority:
         if not isinstance(document, dict):
             raise AuthorityError(f"{url} did not return a JSON object ({what}).")
         return document
+
+
+_INSTANCES: weakref.WeakSet[Authority] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for instance in list(_INSTANCES):
+        instance._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _string_field(document: Mapping[str, Any], name: str, where: str) -> str:

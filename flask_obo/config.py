@@ -96,7 +96,8 @@ class OboConfig:
     client_certificate: Mapping[str, Any] | None = field(repr=False)
     client_assertion: Callable[[], str] | str | None = field(repr=False)
     downstream_apis: Mapping[str, DownstreamApi]
-    cache: Mapping[str, Any] | None
+    # Flask-Caching settings may hold a Redis password (CACHE_REDIS_URL, CACHE_REDIS_PASSWORD).
+    cache: Mapping[str, Any] | None = field(repr=False)
     cache_key_prefix: str
     cache_encryption_keys: tuple[bytes, ...] = field(repr=False)
     cache_expiry_margin: int

@@ -120,7 +120,7 @@ def _rejected(app: Flask, error: OboError) -> NoReturn:
     if token_rejected.receivers:
         token_rejected.send(app, reason=error.reason, status=error.code)
     log.debug("flask-obo: request refused: %s (%s)", error.reason, error.code)
-    raise error
+    raise error from None  # an unexpected error's message (maybe token content) stays out
 
 
 def _verified() -> _Verified:

@@ -265,7 +265,8 @@ class UpstreamAuthError(OboError):
 
 
 class DownstreamUnavailable(OboError):
-    """502 (refused, reset) or 504 (timed out): the downstream API did not answer at all.
+    """502 (refused, reset, an answer that cannot be read) or 504 (timed out): the downstream
+    API gave no usable answer.
 
     An answer it did give, even a 5xx, reaches the view as a response instead.
     """

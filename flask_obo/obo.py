@@ -1,11 +1,12 @@
 """``TokenAcquirer``: downstream tokens on behalf of the caller (OBO) or for the app itself.
 
-One MSAL ``ConfidentialClientApplication`` per tenant, built on first use and kept: the
-configured tenant, or for a multi-tenant API the caller's own ``tid`` (never /common or
-/organizations, which OBO cannot use), with the plumbing of ``_msal.py``: the app's pooled
-session, and no token or response caching inside MSAL (``OboTokenCache`` is the cache).
-Concurrent misses of one key make one call (``_single_flight``). Entra's answers become the
-errors in ``errors.py``; log lines carry AADSTS codes and a hash of the user, never a token.
+One MSAL ``ConfidentialClientApplication`` per tenant, built on first use and kept (the 256
+most recently built): the configured tenant, or for a multi-tenant API the caller's own
+``tid`` (never /common or /organizations, which OBO cannot use), with the plumbing of
+``_msal.py``: the app's pooled session, and no token or response caching inside MSAL
+(``OboTokenCache`` is the cache). Concurrent misses of one key make one call
+(``_single_flight``). Entra's answers become the errors in ``errors.py``
+(``_msal.result_error``); log lines carry AADSTS codes and a hash of the user, never a token.
 """
 
 from __future__ import annotations
@@ -13,27 +14,21 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import msal
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
-from ._msal import MsalHttp, NoStore, NoTokenCache, exception_error
+from ._msal import MsalHttp, NoStore, NoTokenCache, error_codes, exception_error, result_error
 from ._single_flight import FlightTimeout, SingleFlight
 from .config import ConfigError, OboConfig
 from .credentials import ClientCredential, load_credential
-from .errors import (
-    ClaimsChallenge,
-    ConsentRequired,
-    IdentityProviderUnavailable,
-    InvalidToken,
-    OboError,
-    UpstreamAuthError,
-)
+from .errors import IdentityProviderUnavailable, InvalidToken, OboError, UpstreamAuthError
 from .signals import downstream_token_acquired, obo_failed
 from .token_cache import AccessToken, OboTokenCache, build_token_cache
 
@@ -42,8 +37,8 @@ if TYPE_CHECKING:
 
     from ._http import PinnedTrustSession
     from .cli import CheckResult
-    from .downstream import DownstreamPools
     from .extension import OboState
+    from .session import DownstreamPools
 
 __all__ = ["TokenAcquirer", "app_scopes", "check_credential", "create_acquirer"]
 
@@ -52,9 +47,10 @@ log = logging.getLogger("flask_obo.obo")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
 _GRAPH = "https://graph.microsoft.com"
-# AADSTS codes of invalid_grant that are about this app's own credential, not the user's token.
-_CLIENT_FAULT_CODES = frozenset({700016, 700024, 700027, 7000112, 7000215, 7000222, 700025})
-_CONSENT_CODES = frozenset({65001, 65004})
+# MSAL apps kept (one per tenant): a multi-tenant API open to any tenant would otherwise keep
+# one for every tenant that ever called it. An evicted tenant's next miss rebuilds its app.
+_MAX_CLIENTS = 256
+_MAX_EXPIRES_IN = 86_400
 
 
 def create_acquirer(app: Flask, config: OboConfig, http: PinnedTrustSession,
@@ -63,7 +59,7 @@ def create_acquirer(app: Flask, config: OboConfig, http: PinnedTrustSession,
     credential = load_credential(config)
     if credential is None:
         return None
-    from .downstream import DownstreamPools
+    from .session import DownstreamPools
 
     for api in config.downstream_apis.values():
         reserved = _RESERVED_SCOPES.intersection(api.scopes)
@@ -89,6 +85,8 @@ class TokenAcquirer:
         self.pools = pools
         self._http = MsalHttp(http, config.http_timeout)
         self._clients: dict[str, msal.ConfidentialClientApplication] = {}
+        self._clients_lock = threading.Lock()  # writers only; reads are plain dict lookups
+        self.max_clients = _MAX_CLIENTS
         self._client_flights: SingleFlight[msal.ConfidentialClientApplication] = SingleFlight()
         host = urlsplit(config.instance).hostname or ""
         # Instance discovery asks login.microsoftonline.com about the host: only for Microsoft's.
@@ -241,12 +239,16 @@ class TokenAcquirer:
                scopes: tuple[str, ...], user: str) -> AccessToken:
         token = result.get("access_token")
         if "error" in result or not token:
-            raise self._failed(grant, tenant, scopes, user, self._map_error(
-                result, tenant, scopes, app_only=grant == "client_credentials"),
-                codes=_codes(result), error=str(result.get("error", "no_access_token")))
+            raise self._failed(grant, tenant, scopes, user, result_error(
+                result, authority=f"{self.config.instance}/{tenant}",
+                client_id=self.config.client_id, scopes=scopes,
+                app_only=grant == "client_credentials"),
+                codes=error_codes(result), error=str(result.get("error", "no_access_token")))
         try:
-            expires_in = int(result.get("expires_in", 0))
-        except (TypeError, ValueError):
+            # At most a day (Entra's longest access-token lifetime): an absurd lifetime would
+            # keep the token in the caches for as long.
+            expires_in = min(int(result.get("expires_in", 0)), _MAX_EXPIRES_IN)
+        except (TypeError, ValueError, OverflowError):  # OverflowError: int(Infinity)
             expires_in = 0
         token_type = str(result.get("token_type", "Bearer"))
         if expires_in <= 0 or not isinstance(token, str) or token_type.lower() != "bearer":
@@ -258,34 +260,6 @@ class TokenAcquirer:
         return AccessToken(token, started + expires_in, scopes)
 
     # errors ----------------------------------------------------------------------------------
-    def _map_error(self, result: Mapping[str, Any], tenant: str, scopes: tuple[str, ...], *,
-                   app_only: bool) -> OboError:
-        error = str(result.get("error", ""))
-        codes = _codes(result)
-        suberror = str(result.get("suberror", ""))
-        claims = result.get("claims")
-        authority = f"{self.config.instance}/{tenant}"
-        extra = {"aadsts": sorted(codes)} if codes else None
-        if error in ("temporarily_unavailable", "server_error"):
-            return IdentityProviderUnavailable(reason=error, extra=extra)
-        if codes & _CLIENT_FAULT_CODES or error in ("invalid_client", "unauthorized_client"):
-            return UpstreamAuthError(reason=error or "invalid_client", extra=extra)
-        if app_only:
-            return UpstreamAuthError(reason=error or "unknown", extra=extra)
-        if codes & _CONSENT_CODES or "consent_required" in (error, suberror):
-            consent_uri = (f"{authority}/oauth2/v2.0/authorize?client_id="
-                           f"{quote(self.config.client_id)}&response_type=code&scope="
-                           f"{quote(' '.join(scopes))}&prompt=consent")
-            return ConsentRequired(scopes=scopes, consent_uri=consent_uri, extra=extra)
-        if isinstance(claims, str) and claims and error in ("interaction_required",
-                                                            "invalid_grant"):
-            return ClaimsChallenge(claims=claims, authorization_uri=(
-                f"{authority}/oauth2/v2.0/authorize"), reason=error, extra=extra)
-        if error in ("interaction_required", "invalid_grant"):
-            return InvalidToken("The identity provider refused this token for on-behalf-of: "
-                                "sign in again.", reason=error, extra=extra)
-        return UpstreamAuthError(reason=error or "unknown", extra=extra)
-
     def _failed(self, grant: str, tenant: str, scopes: tuple[str, ...], user: str,
                 exc: OboError, *, codes: Iterable[int] = (), error: str | None = None,
                 ) -> OboError:
@@ -329,7 +303,10 @@ class TokenAcquirer:
             )
         except Exception as exc:  # logged and signalled by the caller, as any failed call
             raise exception_error(exc) from None
-        self._clients[tenant] = app
+        with self._clients_lock:
+            self._clients[tenant] = app
+            while len(self._clients) > max(1, self.max_clients):
+                del self._clients[next(iter(self._clients))]  # the oldest built
         return app
 
 
@@ -348,14 +325,6 @@ def app_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
         raise ValueError(f"an app token is for one resource; scopes {sorted(scopes)} name "
                          f"{len(resources)}")
     return (resources.pop() + "/.default",)
-
-
-def _codes(result: Mapping[str, Any]) -> frozenset[int]:
-    codes = result.get("error_codes")
-    if isinstance(codes, list):
-        return frozenset(c for c in codes if isinstance(c, int))
-    found = re.findall(r"AADSTS(\d+)", str(result.get("error_description", "")))
-    return frozenset(int(c) for c in found[:3])
 
 
 def _user_hash(tenant: str, user: str) -> str:

@@ -95,11 +95,6 @@ class _Local:
         with self._lock:
             self.entries.pop(key, None)
 
-    def drop_expired(self, now: float) -> None:
-        with self._lock:
-            for key in [k for k, (_, until) in self.entries.items() if until <= now]:
-                del self.entries[key]
-
 
 class OboTokenCache:
     """Downstream tokens by hashed key, over a Flask-Caching backend with an in-process front."""
@@ -290,9 +285,18 @@ def _resolve_backend(app: Flask, config: OboConfig, cache: Any | None) -> Any:
         private = Cache(with_jinja2_ext=False, config=settings)
         try:
             private.init_app(app, settings)
-        except (ImportError, ValueError, TypeError) as exc:
+        except ImportError as exc:
             raise ConfigError(f"OBO_CACHE could not build its Flask-Caching backend: {exc}"
                               ) from None
+        except (ValueError, TypeError) as exc:
+            # Not the message: a URL parser quotes the part it choked on, and in a Redis URL
+            # whose password holds a '/' or '#', that part is the password.
+            raise ConfigError(
+                f"OBO_CACHE could not build its Flask-Caching backend ({type(exc).__name__}): "
+                "check CACHE_TYPE and CACHE_OPTIONS, and that CACHE_REDIS_URL is "
+                "redis://[:password@]host:port/db with the password URL-encoded "
+                "(urllib.parse.quote(password, safe=''))."
+            ) from None
         return app.extensions["cache"][private]
     from flask_caching.backends.simplecache import SimpleCache
 

@@ -70,7 +70,9 @@ REASONS: dict[str, str] = {
 
 
 def _reject(reason: str) -> NoReturn:
-    raise InvalidToken(REASONS[reason], reason=reason)
+    # Often raised while handling a decoder's error: the reason code is the whole story, and
+    # a traceback need not show the decoder's complaint about attacker-sent bytes.
+    raise InvalidToken(REASONS[reason], reason=reason) from None
 
 
 class TokenValidator:

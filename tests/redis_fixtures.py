@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import os
+import random
+import socket
 import subprocess
 import tempfile
 import threading
@@ -66,8 +68,8 @@ def redis_server() -> Iterator[RedisServer]:
 class _Process:
     """A redis-server started with extra arguments in a directory of its own."""
 
-    def __init__(self, *args: str) -> None:
-        self.port = RedisServer(binary=_binary()).port  # a free port
+    def __init__(self, *args: str, port: int | None = None) -> None:
+        self.port = port or RedisServer(binary=_binary()).port  # a free port
         self._dir = tempfile.TemporaryDirectory(prefix="flask-obo-redis-")
         self._process = subprocess.Popen(
             [_binary(), *args, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
@@ -106,10 +108,26 @@ def redis_sentinel(redis_server: RedisServer) -> Iterator[tuple[RedisServer, int
         os.unlink(conf.name)
 
 
+def _port_with_free_bus() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too: a random free
+    port above 55535 would make redis-server refuse to start in cluster mode."""
+    for _ in range(200):
+        port = random.randint(20000, 55000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a one-node Redis Cluster")
+
+
 @pytest.fixture
 def redis_cluster() -> Iterator[int]:
     """The port of a one-node Redis Cluster holding every slot."""
-    node = _Process("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+    node = _Process("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                    port=_port_with_free_bus())
     try:
         client = redis_client(f"redis://127.0.0.1:{node.port}/0")
         client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
