@@ -16,6 +16,7 @@ Keys are turned into joserfc key objects once per fetch, never per request.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -28,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from joserfc.jwk import ECKey, Key, RSAKey
 
 from ._http import PinnedTrustSession
@@ -294,7 +296,9 @@ class Authority:
         host = urlsplit(url).netloc
         try:
             response = self._http.get(url, timeout=self._config.http_timeout,
-                                      allow_redirects=False)
+                                      allow_redirects=False, stream=True)
+            with response:  # read at most the cap: a huge answer must not fill our memory
+                body = response.raw.read(_MAX_DOCUMENT_BYTES + 1, decode_content=True)
         except requests.exceptions.SSLError:
             hint = (f"the CA in OBO_CA_BUNDLE={self._config.ca_bundle!r} did not verify it"
                     if self._config.ca_bundle else
@@ -305,12 +309,12 @@ class Authority:
             raise AuthorityError(
                 f"{host} did not answer within OBO_HTTP_TIMEOUT={self._config.http_timeout:g} s "
                 f"while fetching {what}.") from None
-        except requests.exceptions.RequestException as exc:
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise AuthorityError(f"cannot reach {host} to fetch {what} "
                                  f"({type(exc).__name__}): check OBO_AUTHORITY, DNS and any "
                                  "proxy settings (HTTPS_PROXY).") from None
         if response.status_code != 200:
-            detail = _error_description(response)
+            detail = _error_description(body)
             if response.status_code in (400, 404):
                 raise AuthorityError(
                     f"{url} answered HTTP {response.status_code}{detail}: check the tenant in "
@@ -318,10 +322,10 @@ class Authority:
                 )
             raise AuthorityError(f"{url} answered HTTP {response.status_code}{detail} while "
                                  f"fetching {what}; the authority may be down, try again.")
-        if len(response.content) > _MAX_DOCUMENT_BYTES:
+        if len(body) > _MAX_DOCUMENT_BYTES:
             raise AuthorityError(f"{url} returned more than {_MAX_DOCUMENT_BYTES} bytes.")
         try:
-            document = response.json()
+            document = json.loads(body)
         except ValueError:
             raise AuthorityError(f"{url} did not return JSON ({what}): is OBO_AUTHORITY an "
                                  "OpenID Connect authority?") from None
@@ -349,9 +353,9 @@ def _string_field(document: Mapping[str, Any], name: str, where: str) -> str:
     return value
 
 
-def _error_description(response: requests.Response) -> str:
+def _error_description(raw: bytes) -> str:
     try:
-        body = response.json()
+        body = json.loads(raw)
     except ValueError:
         return ""
     text = body.get("error_description") if isinstance(body, dict) else None

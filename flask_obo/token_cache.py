@@ -250,7 +250,9 @@ def build_token_cache(app: Flask, config: OboConfig, cache: Any | None,
         prefix=config.cache_key_prefix,
         expiry_margin=config.cache_expiry_margin,
         refresh_ahead=config.cache_refresh_ahead,
-        wait_timeout=config.cache_lock_timeout + 2 * config.http_timeout,
+        # Outlast the leader's worst case: the Redis lock wait (lock timeout + 1 s), then MSAL's
+        # discovery and the token call, each bounded by the HTTP timeout, plus one retry.
+        wait_timeout=config.cache_lock_timeout + 1 + 3 * config.http_timeout,
         local_size=config.cache_local_size,
     )
 

@@ -226,3 +226,45 @@ def test_cache_is_bounded(emu: EntraEmulator, api: App, alice: User) -> None:
         validator.validate(token)
     assert validator.validate_cached(tokens[-1])[1] is True
     assert validator.validate_cached(tokens[0])[1] is False  # evicted (least recently used)
+
+
+def test_an_endless_authority_answer_is_cut_off_not_read_whole() -> None:
+    """A misbehaving or hostile authority cannot make the API read an unbounded document."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from flask_obo._http import build_session
+    from flask_obo.authority import Authority, AuthorityError
+    from flask_obo.config import OboConfig
+
+    sent = []
+
+    class Endless(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            chunk = b" " * 65536
+            try:
+                for _ in range(16 * 1024):  # up to 1 GiB unless the client hangs up first
+                    self.wfile.write(chunk)
+                    sent.append(len(chunk))
+            except OSError:
+                pass
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = OboConfig.from_mapping({"OBO_AUTHORITY": "https://login.example/tenant",
+                                         "OBO_CLIENT_ID": "client", "OBO_ALLOWED_TENANTS": ["*"]})
+        authority = Authority(config, build_session())
+        url = f"http://127.0.0.1:{server.server_address[1]}/doc"
+        with pytest.raises(AuthorityError, match="more than"):
+            authority._get_json(url, "the test document")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sum(sent) < 64 * 1024 * 1024  # it stopped reading near the 1 MiB cap
