@@ -47,7 +47,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     for key, value in os.environ.items():
         if key.startswith("OBO_"):
-            settings[key] = json.loads(value) if value[:1] in "[{" else value
+            settings[key] = json.loads(value) if value.startswith(("[", "{")) else value
     settings.update(overrides or {})
     return settings
 

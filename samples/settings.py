@@ -17,7 +17,7 @@ from flask import Flask
 
 
 def _parse(value: str) -> Any:
-    if value[:1] in "[{":
+    if value.startswith(("[", "{")):
         return json.loads(value)
     return value
 
