@@ -12,21 +12,13 @@ from typing import Any
 
 from flask import Flask
 
-from flask_obo import FlaskOBO, current_token, public, requires_scopes_or_roles
+from flask_obo import current_token, requires_scopes_or_roles
 
-from .settings import load_settings, serve
+from .settings import protected_app, serve
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    app = Flask(__name__)
-    app.config.update(load_settings())
-    app.config.update(config or {})
-    FlaskOBO(app)
-
-    @app.get("/health")
-    @public
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    app = protected_app(__name__, config)
 
     @app.get("/v1.0/me")
     @requires_scopes_or_roles(scopes=["read"], roles=["Reader"])

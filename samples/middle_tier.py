@@ -18,29 +18,19 @@ from flask import Flask
 
 from flask_obo import (
     DownstreamSession,
-    FlaskOBO,
     current_token,
-    public,
     requires_app_token,
     requires_downstream,
     requires_scopes,
 )
 
-from .settings import load_settings, serve
+from .settings import protected_app, serve
 
 DOWNSTREAM = "profile"
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    app = Flask(__name__)
-    app.config.update(load_settings())
-    app.config.update(config or {})
-    FlaskOBO(app)
-
-    @app.get("/health")
-    @public
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    app = protected_app(__name__, config)
 
     @app.get("/api/profile")
     @requires_scopes("access_as_user")

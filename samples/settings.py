@@ -51,3 +51,20 @@ def serve(create_app: Callable[[], Flask], description: str | None, default_port
     parser.add_argument("--port", type=int, default=default_port)
     args = parser.parse_args()
     create_app().run(host=args.host, port=args.port, threaded=True, use_reloader=False)
+
+
+def protected_app(import_name: str, config: dict[str, Any] | None = None) -> Flask:
+    """A Flask app guarded by FlaskOBO (settings, then ``config``) with a public /health."""
+    from flask_obo import FlaskOBO, public
+
+    app = Flask(import_name)
+    app.config.update(load_settings())
+    app.config.update(config or {})
+    FlaskOBO(app)
+
+    @app.get("/health")
+    @public
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
