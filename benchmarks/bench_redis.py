@@ -41,7 +41,7 @@ from flask import Flask
 
 from . import loadgen
 from .fixture import BenchIdentity
-from .run import GunicornServer, Scenario, measure_run, preflight, settle, summarise
+from .run import GunicornServer, Scenario, summarise, warm_and_measure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -68,24 +68,7 @@ def throughput(args: argparse.Namespace, ident: BenchIdentity, redis_url: str) -
         for scenario in scenarios(redis_url):
             servers[scenario.name] = GunicornServer(scenario, ident.settings, ident.workdir,
                                                     workers=args.workers, threads=args.threads)
-        warm = {}
-        for name, server in servers.items():
-            server.wait_ready()
-            obo = ident.obo_calls()
-            sent = preflight(server, ident)
-            warmed = load(server.url + "/api/me", args.warmup)
-            settle(server, ident)
-            warm[name] = {"obo_calls": ident.obo_calls() - obo,
-                          "requests": sent + warmed["requests"]}
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
-        for round_no in range(args.rounds):
-            order = list(servers) if round_no % 2 == 0 else list(reversed(servers))
-            for name in order:
-                result = measure_run(servers[name], ident, lambda url: load(url, args.duration))
-                runs[name].append(result)
-                print(f"  round {round_no + 1}/{args.rounds} {name:<15} {result['rps']:>8.0f} "
-                      f"req/s  p50 {result['p50_us'] / 1000:5.2f} ms  p99 "
-                      f"{result['p99_us'] / 1000:5.2f} ms", flush=True)
+        warm, runs = warm_and_measure(servers, ident, args, load)
         return [summarise(name, runs[name], warm[name])
                 | {"obo_calls_total": warm[name]["obo_calls"]
                    + sum(r["obo_calls"] for r in runs[name])} for name in servers]

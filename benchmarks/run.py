@@ -334,28 +334,7 @@ def run_servers(args: argparse.Namespace, ident: BenchIdentity) -> dict[str, Any
         for scenario in chosen:
             servers[scenario.name] = GunicornServer(scenario, ident.settings, ident.workdir,
                                                     workers=args.workers, threads=args.threads)
-        warm: dict[str, dict[str, Any]] = {}
-        for name, server in servers.items():
-            server.wait_ready()
-            obo = ident.obo_calls()
-            sent = preflight(server, ident)
-            warmed = load(server.url + "/api/me", args.warmup)
-            settle(server, ident)
-            warm[name] = {"obo_calls": ident.obo_calls() - obo,
-                          "requests": sent + warmed["requests"]}
-            print(f"  ready: {name:<14} {server.url}  (warm-up {warmed['rps']:.0f} req/s)",
-                  flush=True)
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
-        for round_no in range(args.rounds):
-            order = list(servers) if round_no % 2 == 0 else list(reversed(servers))
-            for name in order:
-                result = measure_run(servers[name], ident,
-                                     lambda url: load(url, args.duration))
-                runs[name].append(result)
-                print(f"  round {round_no + 1}/{args.rounds} {name:<14} "
-                      f"{result['rps']:>8.0f} req/s  p50 {result['p50_us'] / 1000:6.2f} ms  "
-                      f"p99 {result['p99_us'] / 1000:6.2f} ms  (other load "
-                      f"{result['other_processes_cores']:.1f} cores)", flush=True)
+        warm, runs = warm_and_measure(servers, ident, args, load)
         total_obo = {name: warm[name]["obo_calls"] + sum(r["obo_calls"] for r in runs[name])
                      for name in servers}
         titles = {s.name: s.title for s in chosen}
@@ -369,6 +348,36 @@ def run_servers(args: argparse.Namespace, ident: BenchIdentity) -> dict[str, Any
             row["cpu_ratio_to_bare"] = round(bare["server_cpu_us_per_request"]
                                              / row["server_cpu_us_per_request"], 3)
     return {"generator": generator, "scenarios": summary, "runs": runs}
+
+
+def warm_and_measure(servers: dict[str, GunicornServer], ident: BenchIdentity,
+                     args: argparse.Namespace,
+                     load: Callable[[str, float], dict[str, Any]],
+                     ) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """Check and warm up every server, then ``args.rounds`` interleaved measured runs each
+    (the order reversed every round). Returns (warm-up figures, runs) by scenario name."""
+    warm: dict[str, dict[str, Any]] = {}
+    for name, server in servers.items():
+        server.wait_ready()
+        obo = ident.obo_calls()
+        sent = preflight(server, ident)
+        warmed = load(server.url + "/api/me", args.warmup)
+        settle(server, ident)
+        warm[name] = {"obo_calls": ident.obo_calls() - obo,
+                      "requests": sent + warmed["requests"]}
+        print(f"  ready: {name:<14} {server.url}  (warm-up {warmed['rps']:.0f} req/s)",
+              flush=True)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+    for round_no in range(args.rounds):
+        order = list(servers) if round_no % 2 == 0 else list(reversed(servers))
+        for name in order:
+            result = measure_run(servers[name], ident, lambda url: load(url, args.duration))
+            runs[name].append(result)
+            print(f"  round {round_no + 1}/{args.rounds} {name:<14} "
+                  f"{result['rps']:>8.0f} req/s  p50 {result['p50_us'] / 1000:6.2f} ms  "
+                  f"p99 {result['p99_us'] / 1000:6.2f} ms  (other load "
+                  f"{result['other_processes_cores']:.1f} cores)", flush=True)
+    return warm, runs
 
 
 # micro benchmarks ------------------------------------------------------------------------------
