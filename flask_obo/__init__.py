@@ -11,8 +11,7 @@ from .authorization import (
     verify_scopes,
     verify_scopes_or_roles,
 )
-from .claims import TokenClaims
-from .config import ConfigError
+from .cache import AccessToken
 from .context import current_token, get_assertion, get_current_token, verify_token_in_request
 from .downstream import (
     DownstreamSession,
@@ -25,8 +24,10 @@ from .downstream import (
 )
 from .errors import (
     ClaimsChallenge,
+    ConfigError,
     ConsentRequired,
     DownstreamUnavailable,
+    FlaskOBOError,
     IdentityProviderUnavailable,
     InsufficientScope,
     InvalidRequest,
@@ -36,7 +37,7 @@ from .errors import (
     UpstreamAuthError,
 )
 from .extension import FlaskOBO, public
-from .token_cache import AccessToken
+from .validation import TokenClaims
 
 __version__ = "0.1.0"
 
@@ -48,6 +49,7 @@ __all__ = [
     "DownstreamSession",
     "DownstreamUnavailable",
     "FlaskOBO",
+    "FlaskOBOError",
     "IdentityProviderUnavailable",
     "InsufficientScope",
     "InvalidRequest",

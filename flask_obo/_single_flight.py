@@ -17,14 +17,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
-__all__ = ["FlightTimeout", "SingleFlight"]
+from .errors import FlightTimeout
+
+__all__ = ["SingleFlight"]
 
 T = TypeVar("T")
 log = logging.getLogger("flask_obo.cache")
-
-
-class FlightTimeout(Exception):
-    """A follower gave up waiting for the leader's result."""
 
 
 class _Flight(Generic[T]):

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["DEFAULTS", "MULTI_TENANT_SEGMENTS", "ConfigError", "DownstreamApi", "OboConfig"]
+from .errors import ConfigError
+
+__all__ = ["DEFAULTS", "MULTI_TENANT_SEGMENTS", "DownstreamApi", "OboConfig"]
 
 # Authority segments that stand for "any tenant": tokens carry the caller's own tid.
 MULTI_TENANT_SEGMENTS = frozenset({"common", "organizations"})
@@ -53,10 +55,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-
-
-class ConfigError(RuntimeError):
-    """A configuration value that flask-obo cannot work with; the message says what to do."""
 
 
 @dataclass(frozen=True)

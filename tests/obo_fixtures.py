@@ -207,6 +207,4 @@ def make_middle(entra: Any, downstream: Downstream) -> Iterator[MakeMiddle]:
 
     yield make
     for middle in built:
-        acquirer = middle.app.extensions["obo"].acquirer
-        if acquirer is not None:
-            acquirer.close()
+        middle.app.extensions["obo"].close()

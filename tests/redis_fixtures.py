@@ -235,4 +235,4 @@ def make_redis_middle(entra: Any, token_downstream: TokenDownstream,
 
     yield make
     for middle in built:
-        middle.app.extensions["obo"].acquirer.close()
+        middle.app.extensions["obo"].close()

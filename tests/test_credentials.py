@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 from flask import Flask
 
-from flask_obo.config import ConfigError
-from flask_obo.credentials import load_credential
+from flask_obo.acquisition.credentials import load_credential
+from flask_obo.errors import ConfigError
 from flask_obo.extension import FlaskOBO
 from flask_obo.testing import ClientCertificate, fingerprint, make_client_certificate
 

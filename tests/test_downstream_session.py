@@ -118,7 +118,7 @@ def test_nothing_of_one_user_reaches_the_next(make_middle: MakeMiddle, entra: An
     seen_by_bob = middle.get("/call/me", middle.token_for(bob)).get_json()["downstream"]
     assert seen_by_bob["oid"] == bob.oid
     assert seen_by_bob["cookies"] == {}
-    pool = middle.acquirer.pools.by_api["down"]
+    pool = middle.app.extensions["obo"].pools.by_api["down"]
     assert "Authorization" not in pool.headers
     assert len(pool.cookies) == 0
     assert pool.auth is None

@@ -13,9 +13,8 @@ from flask import Blueprint, Flask, Response, jsonify
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flask_obo.config import ConfigError
 from flask_obo.context import current_token, get_assertion, verify_token_in_request
-from flask_obo.errors import OboError
+from flask_obo.errors import ConfigError, OboError
 from flask_obo.extension import FlaskOBO, public
 from flask_obo.testing import App, User
 from flask_obo.testing.pytest_plugin import EntraTestHelper

@@ -30,7 +30,7 @@ def test_mfa_challenge_end_to_end(make_middle: MakeMiddle, entra: Any,
     assert refused.status_code == 401
     assert refused.content_type == "application/problem+json"
     params = challenge_params(refused.headers["WWW-Authenticate"])
-    assert params["realm"] == ""
+    assert params["realm"] == f"api://{middle.api.client_id}"  # OBO_REALM's default
     assert params["error"] == "insufficient_claims"
     assert params["authorization_uri"] == f"{entra.authority()}/oauth2/v2.0/authorize"
     claims = decode_claims(params["claims"])

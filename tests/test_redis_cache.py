@@ -18,10 +18,10 @@ from flask import Flask
 from flask_caching import Cache
 from redis_helpers import SECRET, leaks, middle_settings, raw_values, redis_client
 
-from flask_obo._entry_codec import EntryCodec, key_id
-from flask_obo._key_derivation import derive_cache_key
-from flask_obo._redis_store import DEFAULT_SOCKET_TIMEOUT, RedisEntryStore
-from flask_obo.config import ConfigError
+from flask_obo.cache._codec import EntryCodec, key_id
+from flask_obo.cache._keys import derive_cache_key
+from flask_obo.cache._redis_store import DEFAULT_SOCKET_TIMEOUT, RedisEntryStore
+from flask_obo.errors import ConfigError
 from flask_obo.extension import FlaskOBO
 from flask_obo.testing import make_client_certificate
 from flask_obo.testing.redis_server import RedisServer

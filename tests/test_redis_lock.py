@@ -16,10 +16,10 @@ import pytest
 from flask_caching.backends.rediscache import RedisCache
 from redis_helpers import raw_values, redis_client
 
-from flask_obo._redis_lock import RedisLocks
-from flask_obo._redis_store import RedisEntryStore
+from flask_obo.cache import AccessToken, OboTokenCache
+from flask_obo.cache._redis_lock import RedisLocks
+from flask_obo.cache._redis_store import RedisEntryStore
 from flask_obo.testing.redis_server import RedisServer
-from flask_obo.token_cache import AccessToken, OboTokenCache
 
 if TYPE_CHECKING:
     from redis_fixtures import MakeRedisMiddle

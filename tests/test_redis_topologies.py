@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from redis_helpers import raw_values
 
-from flask_obo._redis_store import RedisEntryStore
+from flask_obo.cache._redis_store import RedisEntryStore
 from flask_obo.testing.redis_server import RedisServer
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ import time
 import pytest
 from cachelib import SimpleCache
 
-from flask_obo._entry_codec import EntryCodec
-from flask_obo.token_cache import OboTokenCache
+from flask_obo.cache import OboTokenCache
+from flask_obo.cache._codec import EntryCodec
 
 
 @pytest.mark.parametrize("expiry", ["NaN", '"nan"', "Infinity", '"inf"'])

@@ -9,9 +9,9 @@ import traceback
 import pytest
 
 from flask_obo._http import build_session
-from flask_obo.authority import Authority
 from flask_obo.config import OboConfig
 from flask_obo.errors import InvalidToken
+from flask_obo.validation import Authority
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT = "11111111-2222-3333-4444-555555555555"

@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 
 from flask_obo import FlaskOBO, IdentityProviderUnavailable
-from flask_obo._msal import _retry_after
+from flask_obo.acquisition._msal import _retry_after
 
 
 def test_msal_apps_per_tenant_are_bounded_for_an_api_open_to_any_tenant(entra: Any) -> None:
@@ -38,7 +38,7 @@ def test_retry_after_is_bounded_whatever_the_identity_provider_sends() -> None:
 
 
 def test_aadsts_codes_from_any_error_description_never_raise() -> None:
-    from flask_obo._msal import error_codes, result_error
+    from flask_obo.acquisition._msal import error_codes, result_error
 
     garbage = {"error": "invalid_grant", "error_description": "AADSTS" + "9" * 5000}
     assert error_codes(garbage) == frozenset({999999999})

@@ -20,9 +20,9 @@ from flask import Flask
 from flask_caching import Cache
 from flask_caching.backends.simplecache import SimpleCache
 
-from flask_obo.config import ConfigError
+from flask_obo.cache import AccessToken, OboTokenCache, cache_key
+from flask_obo.errors import ConfigError, FlightTimeout
 from flask_obo.extension import FlaskOBO
-from flask_obo.token_cache import AccessToken, FlightTimeout, OboTokenCache, cache_key
 
 TOKEN = "eyJ0eXAiOiJKV1QifQ." + "x" * 600 + ".signature-part-of-the-token"
 

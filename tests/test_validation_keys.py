@@ -16,8 +16,8 @@ from conftest import bearer, build_app
 from flask import Flask
 from test_validation_claims import assert_invalid
 
-from flask_obo.extension import get_state
 from flask_obo.signals import token_validated
+from flask_obo.state import get_state
 from flask_obo.testing import App, EntraEmulator, User
 from flask_obo.validation import TokenValidator
 
@@ -234,8 +234,9 @@ def test_an_endless_authority_answer_is_cut_off_not_read_whole() -> None:
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from flask_obo._http import build_session
-    from flask_obo.authority import Authority, AuthorityError
     from flask_obo.config import OboConfig
+    from flask_obo.errors import AuthorityError
+    from flask_obo.validation import Authority
 
     sent = []
 

@@ -32,11 +32,11 @@ import requests
 import urllib3
 from joserfc.jwk import ECKey, Key, RSAKey
 
-from ._http import PinnedTrustSession
-from .config import OboConfig
-from .errors import IdentityProviderUnavailable
+from .._http import PinnedTrustSession
+from ..config import OboConfig
+from ..errors import AuthorityError, IdentityProviderUnavailable
 
-__all__ = ["Authority", "AuthorityError", "Metadata", "UnknownSigningKey"]
+__all__ = ["Authority", "Metadata", "UnknownSigningKey"]
 
 log = logging.getLogger("flask_obo.authority")
 
@@ -46,10 +46,6 @@ _FAILED_REFRESH_RETRY = 60.0  # seconds between background attempts while the au
 _INITIAL_RETRY = 5.0  # at most one initial fetch per this many seconds while it fails
 # Public members only: a JWKS that (wrongly) carries private parts must not make us hold them.
 _PUBLIC_MEMBERS = {"RSA": ("n", "e"), "EC": ("crv", "x", "y")}
-
-
-class AuthorityError(Exception):
-    """The authority's metadata or keys could not be fetched; the message says what to fix."""
 
 
 class UnknownSigningKey(Exception):

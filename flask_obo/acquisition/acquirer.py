@@ -24,21 +24,27 @@ from urllib.parse import urlsplit
 import msal
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
+from .._single_flight import SingleFlight
+from ..cache import AccessToken, OboTokenCache, build_token_cache
+from ..checks import CheckResult
+from ..config import OboConfig
+from ..errors import (
+    ConfigError,
+    FlightTimeout,
+    IdentityProviderUnavailable,
+    InvalidToken,
+    OboError,
+    UpstreamAuthError,
+)
+from ..signals import downstream_token_acquired, obo_failed
 from ._msal import MsalHttp, NoStore, NoTokenCache, error_codes, exception_error, result_error
-from ._single_flight import FlightTimeout, SingleFlight
-from .config import ConfigError, OboConfig
 from .credentials import ClientCredential, load_credential
-from .errors import IdentityProviderUnavailable, InvalidToken, OboError, UpstreamAuthError
-from .signals import downstream_token_acquired, obo_failed
-from .token_cache import AccessToken, OboTokenCache, build_token_cache
 
 if TYPE_CHECKING:
     from flask import Flask
 
-    from ._http import PinnedTrustSession
-    from .cli import CheckResult
-    from .extension import OboState
-    from .session import DownstreamPools
+    from .._http import PinnedTrustSession
+    from ..state import OboState
 
 __all__ = ["TokenAcquirer", "app_scopes", "check_credential", "create_acquirer"]
 
@@ -59,16 +65,13 @@ def create_acquirer(app: Flask, config: OboConfig, http: PinnedTrustSession,
     credential = load_credential(config)
     if credential is None:
         return None
-    from .session import DownstreamPools
-
     for api in config.downstream_apis.values():
         reserved = _RESERVED_SCOPES.intersection(api.scopes)
         if reserved:
             raise ConfigError(f"OBO_DOWNSTREAM_APIS[{api.name!r}]['scopes'] has {sorted(reserved)}"
                               ": list only the downstream API's own scopes.")
     acquirer = TokenAcquirer(config, http, credential,
-                             build_token_cache(app, config, cache, credential),
-                             DownstreamPools(config), sender=app)
+                             build_token_cache(app, config, cache, credential), sender=app)
     log.info("flask-obo: on-behalf-of enabled for client %s with a %s", config.client_id,
              credential.description)
     return acquirer
@@ -78,11 +81,10 @@ class TokenAcquirer:
     """Acquires, caches and maps errors for downstream tokens of one app."""
 
     def __init__(self, config: OboConfig, http: PinnedTrustSession, credential: ClientCredential,
-                 cache: OboTokenCache, pools: DownstreamPools, *, sender: Any = None) -> None:
+                 cache: OboTokenCache, *, sender: Any = None) -> None:
         self.config = config
         self.credential = credential
         self.cache = cache
-        self.pools = pools
         self._http = MsalHttp(http, config.http_timeout)
         self._clients: dict[str, msal.ConfidentialClientApplication] = {}
         self._clients_lock = threading.Lock()  # writers only; reads are plain dict lookups
@@ -172,8 +174,8 @@ class TokenAcquirer:
                    for entries in app.token_cache._cache.values())
 
     def close(self) -> None:
+        """Wait for background refreshes to finish and release their threads."""
         self.cache.close()
-        self.pools.close()
 
     # the flow --------------------------------------------------------------------------------
     def _acquire(self, key: str, fetch: Callable[[], AccessToken], scopes: tuple[str, ...],
@@ -336,8 +338,6 @@ def _user_hash(tenant: str, user: str) -> str:
 # flask obo check -----------------------------------------------------------------------------
 def check_credential(state: OboState) -> Iterator[CheckResult]:
     """Prove the credential works: a client-credentials call to the identity provider."""
-    from .cli import CheckResult
-
     acquirer = state.acquirer
     if acquirer is None:
         return
@@ -377,11 +377,3 @@ def check_credential(state: OboState) -> Iterator[CheckResult]:
 def _aadsts(exc: OboError) -> str:
     return ",".join(f"AADSTS{c}" for c in sorted(exc.extra.get("aadsts", ()))) or ""
 
-
-def _register_check() -> None:
-    from .cli import register_check
-
-    register_check(check_credential)
-
-
-_register_check()

@@ -26,9 +26,10 @@ from urllib.parse import quote
 import msal
 import requests
 
-from .errors import (
+from ..errors import (
     ClaimsChallenge,
     ConsentRequired,
+    CredentialUnavailable,
     IdentityProviderUnavailable,
     InvalidToken,
     OboError,
@@ -41,8 +42,6 @@ __all__ = ["IdpHttpError", "MsalHttp", "NoStore", "NoTokenCache", "error_codes",
 
 def exception_error(exc: Exception) -> OboError:
     """An exception on the way to the identity provider, as the answer the client gets."""
-    from .credentials import CredentialUnavailable
-
     if isinstance(exc, IdpHttpError):
         return IdentityProviderUnavailable(reason=f"http_{exc.status}", retry_after=exc.retry_after)
     if isinstance(exc, requests.Timeout):

@@ -12,20 +12,19 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+import requests
 from flask import current_app
 
-from .claims import TokenClaims
-from .config import DownstreamApi
-from .context import get_assertion, verify_token_in_request
-from .errors import InsufficientScope
-from .extension import get_state
-from .obo import TokenAcquirer
-from .session import DownstreamPools, DownstreamSession
-from .token_cache import AccessToken
+from ..acquisition import TokenAcquirer
+from ..cache import AccessToken
+from ..config import DownstreamApi
+from ..context import get_assertion, verify_token_in_request
+from ..errors import InsufficientScope
+from ..state import OboState, get_state
+from ..validation import TokenClaims
+from .session import DownstreamSession
 
 __all__ = [
-    "DownstreamPools",
-    "DownstreamSession",
     "acquire_app_token",
     "acquire_token_on_behalf_of",
     "get_app_session",
@@ -39,7 +38,7 @@ Scopes = Iterable[str] | str | None
 
 
 # the public functions ----------------------------------------------------------------------
-def _acquirer(state: Any) -> TokenAcquirer:
+def _acquirer(state: OboState) -> TokenAcquirer:
     acquirer: TokenAcquirer | None = state.acquirer
     if acquirer is None:
         raise RuntimeError("flask-obo has no credential for this app, so it cannot call "
@@ -48,7 +47,7 @@ def _acquirer(state: Any) -> TokenAcquirer:
     return acquirer
 
 
-def _resolve(state: Any, scopes: Scopes, api: str | None) -> tuple[tuple[str, ...],
+def _resolve(state: OboState, scopes: Scopes, api: str | None) -> tuple[tuple[str, ...],
                                                                    DownstreamApi | None]:
     spec: DownstreamApi | None = None
     if api is not None:
@@ -101,7 +100,13 @@ def acquire_app_token(scopes: Scopes = None, *, api: str | None = None,
     return _acquirer(state).app_token(wanted, tenant=_app_tenant(state, tenant), claims=claims)
 
 
-def _app_tenant(state: Any, tenant: str | None) -> str | None:
+def _pool(state: OboState, spec: DownstreamApi | None) -> requests.Session:
+    pools = state.pools
+    assert pools is not None  # built with the acquirer
+    return pools.by_api[spec.name] if spec is not None else pools.default
+
+
+def _app_tenant(state: OboState, tenant: str | None) -> str | None:
     if tenant is None and state.config.is_multi_tenant:
         caller = verify_token_in_request(optional=True)
         return caller.tid if caller is not None else None
@@ -122,9 +127,9 @@ def get_downstream_session(api: str | None = None, scopes: Scopes = None) -> Dow
         return get_app_session(api, scopes)
     caller = _user_caller()
     if spec is None:
-        return DownstreamSession(acquirer, acquirer.pools.default, wanted, base_url=None,
+        return DownstreamSession(acquirer, _pool(state, None), wanted, base_url=None,
                                  timeout=state.config.downstream_timeout, caller=caller)
-    return DownstreamSession(acquirer, acquirer.pools.by_api[spec.name], wanted,
+    return DownstreamSession(acquirer, _pool(state, spec), wanted,
                              base_url=spec.base_url, timeout=spec.timeout, caller=caller)
 
 
@@ -134,8 +139,8 @@ def get_app_session(api: str | None = None, scopes: Scopes = None, *,
     state = get_state()
     acquirer = _acquirer(state)
     wanted, spec = _resolve(state, scopes, api)
-    pool = acquirer.pools.by_api[spec.name] if spec is not None else acquirer.pools.default
-    return DownstreamSession(acquirer, pool, wanted, base_url=spec.base_url if spec else None,
+    return DownstreamSession(acquirer, _pool(state, spec), wanted,
+                             base_url=spec.base_url if spec else None,
                              timeout=spec.timeout if spec else state.config.downstream_timeout,
                              tenant=_app_tenant(state, tenant))
 

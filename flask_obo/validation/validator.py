@@ -27,13 +27,13 @@ from joserfc.errors import JoseError
 from joserfc.jwa import JWSAlgModel
 from joserfc.jws import JWSRegistry
 
-from ._http import PinnedTrustSession
+from .._http import PinnedTrustSession
+from ..config import OboConfig
+from ..errors import InvalidToken
 from .authority import Authority, UnknownSigningKey
 from .claims import TokenClaims
-from .config import OboConfig
-from .errors import InvalidToken
 
-__all__ = ["TokenClaims", "TokenValidator", "create_validator"]
+__all__ = ["REASONS", "TokenValidator", "create_validator"]
 
 log = logging.getLogger("flask_obo.validation")
 
