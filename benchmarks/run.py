@@ -449,7 +449,7 @@ def evaluate(results: dict[str, Any], users: int, workers: int) -> list[dict[str
             f"{rows['validate']['rps']:.0f} vs {rows['authlib']['rps']:.0f} req/s; CPU ratio "
             f"{cpu_ratio:.2f}")
     hit = results.get("micro", {}).get("obo_cache_hit_us", {})
-    public = hit.get("public acquire_token_on_behalf_of") or next(iter(hit.values()), None)
+    public = hit.get("public acquire_token_for_user") or next(iter(hit.values()), None)
     if public:
         add(f"OBO cache hit median <= {TARGETS['obo_hit_median_us']} us", public["median"],
             public["median"] <= TARGETS["obo_hit_median_us"],

@@ -48,9 +48,12 @@ class FlaskOBO:
         *,
         cache: Cache | None = None,
         error_renderer: ErrorRenderer | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._cache = cache
         self._error_renderer = error_renderer
+        # Epoch seconds for every token lifetime and schedule; tests pass one they control.
+        self._clock = clock
         if app is not None:
             self.init_app(app)
 
@@ -71,11 +74,11 @@ class FlaskOBO:
         state = OboState(
             config=config,
             http=http,
-            validator=create_validator(config, http),
+            validator=create_validator(config, http, clock=self._clock),
             error_renderer=self._error_renderer,
         )
         # Credentials are loaded (and refused) here, not at the first request.
-        state.acquirer = create_acquirer(app, config, http, self._cache)
+        state.acquirer = create_acquirer(app, config, http, self._cache, clock=self._clock)
         if state.acquirer is not None:
             state.pools = DownstreamPools(config)
         app.extensions["obo"] = state

@@ -21,7 +21,7 @@ from flask import Flask, Response, jsonify, request
 from flask.testing import FlaskClient
 from obo_helpers import LoopbackServer, cae_challenge, token_hash
 
-from flask_obo.downstream import DownstreamSession, requires_app_token, requires_downstream
+from flask_obo.downstream import DownstreamSession, requires_downstream, requires_downstream_for_app
 from flask_obo.extension import FlaskOBO
 from flask_obo.testing import App, EntraEmulator, User
 
@@ -167,7 +167,7 @@ def add_middle_routes(app: Flask) -> None:
         return {"status": answer.status_code}
 
     @app.get("/as-app")
-    @requires_app_token(api="down")
+    @requires_downstream_for_app(api="down")
     def as_app(downstream: DownstreamSession) -> Any:
         answer = downstream.get("me")
         return {"status": answer.status_code, "downstream": answer.json()}

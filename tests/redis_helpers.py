@@ -19,7 +19,7 @@ from typing import Any
 
 from flask import Flask, jsonify
 
-from flask_obo.downstream import DownstreamSession, requires_app_token, requires_downstream
+from flask_obo.downstream import DownstreamSession, requires_downstream, requires_downstream_for_app
 from flask_obo.extension import public
 
 SECRET = "s3cret-of-the-middle-tier"
@@ -52,7 +52,7 @@ def add_routes(app: Flask) -> None:
         return jsonify(status=answer.status_code, oid=answer.json()["oid"], pid=os.getpid())
 
     @app.get("/as-app")
-    @requires_app_token(api="down")
+    @requires_downstream_for_app(api="down")
     def as_app(downstream: DownstreamSession) -> Any:
         answer = downstream.get("me")
         return jsonify(status=answer.status_code, azp=answer.json()["azp"], pid=os.getpid())

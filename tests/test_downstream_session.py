@@ -18,9 +18,9 @@ from obo_helpers import CAE_CLAIMS, LoopbackServer, challenge_params, decode_cla
 
 from flask_obo.downstream import (
     DownstreamSession,
-    get_downstream_session,
-    requires_app_token,
+    get_user_session,
     requires_downstream,
+    requires_downstream_for_app,
 )
 from flask_obo.testing.tls import ServerTLS
 
@@ -129,7 +129,7 @@ def test_urls_join_the_base_and_stay_on_its_origin(make_middle: MakeMiddle, entr
     middle = make_middle()
     token = middle.token_for(entra.add_user("alice"))
     with middle.app.test_request_context(headers={"Authorization": f"Bearer {token}"}):
-        session = get_downstream_session("down")
+        session = get_user_session("down")
         assert session.get("/me").json()["oid"]  # leading slash: still under base_url
         assert session.get(downstream.url + "me").status_code == 200
         for elsewhere in ("http://127.0.0.2:1/steal", "//127.0.0.2:1/steal",
@@ -138,7 +138,7 @@ def test_urls_join_the_base_and_stay_on_its_origin(make_middle: MakeMiddle, entr
                 session.get(elsewhere)
         assert session.get("me?next=http://127.0.0.2/x").status_code == 200
         assert session.authorization not in repr(session)
-        adhoc = get_downstream_session(scopes=[downstream.read_scope])
+        adhoc = get_user_session(scopes=[downstream.read_scope])
         with pytest.raises(ValueError, match="absolute"):
             adhoc.get("me")
         assert adhoc.get(downstream.url + "me").status_code == 200
@@ -175,7 +175,7 @@ def test_decorator_misuse_is_caught_early(make_middle: MakeMiddle, entra: Any) -
     with pytest.raises(TypeError):
         requires_downstream()
     with pytest.raises(TypeError, match="parentheses"):
-        requires_app_token(lambda: None)  # type: ignore[arg-type]
+        requires_downstream_for_app(lambda: None)  # type: ignore[arg-type]
     middle = make_middle()
 
     @middle.app.get("/unknown")
@@ -229,7 +229,7 @@ def test_validation_only_app_has_no_acquirer(entra: Any) -> None:
 
     @app.get("/x")
     def x() -> Any:
-        return {"session": repr(get_downstream_session(scopes=["api://x/read"]))}
+        return {"session": repr(get_user_session(scopes=["api://x/read"]))}
 
     app.testing = True
     token = entra.issue_user_token(entra.add_user("alice"), resource=api)

@@ -207,7 +207,7 @@ def test_msal_cache_stays_empty_and_ours_is_ttl_bound(make_middle: MakeMiddle, e
 def test_multi_tenant_api_asks_each_callers_own_tenant(entra: Any) -> None:
     from flask import Flask
 
-    from flask_obo import FlaskOBO, acquire_token_on_behalf_of
+    from flask_obo import FlaskOBO, acquire_token_for_user
 
     other_tid = entra.add_tenant()
     api = entra.register_app("saas-middle", secret="s3cret", scopes=["access_as_user"],
@@ -225,7 +225,7 @@ def test_multi_tenant_api_asks_each_callers_own_tenant(entra: Any) -> None:
 
     @app.get("/token")
     def token_view() -> Any:
-        return {"expires_on": acquire_token_on_behalf_of(api="down").expires_on}
+        return {"expires_on": acquire_token_for_user(api="down").expires_on}
 
     home = entra.add_user("alice")
     guest = entra.add_user("bob", tenant=other_tid)

@@ -123,12 +123,12 @@ def test_certificate_credential_derives_a_shared_key(entra: Any, redis_server: R
         FlaskOBO(app)
         return app
 
-    from flask_obo.downstream import acquire_token_on_behalf_of
+    from flask_obo.downstream import acquire_token_for_user
 
     first, second = instance(), instance()
     for app in (first, second):
         with app.test_request_context(headers={"Authorization": f"Bearer {token}"}):
-            assert acquire_token_on_behalf_of(api="down").token
+            assert acquire_token_for_user(api="down").token
     assert len(entra.calls("on_behalf_of")) == 1  # the second instance decrypted the first's
     assert first.extensions["obo"].acquirer.cache.codec.encrypts
 
@@ -239,9 +239,9 @@ def test_the_apps_own_redis_cache(entra: Any, middle_api: Any, redis_server: Red
     alice = entra.add_user("alice")
     with app.test_request_context(headers={
             "Authorization": f"Bearer {entra.issue_user_token(alice, resource=middle_api)}"}):
-        from flask_obo.downstream import acquire_token_on_behalf_of
+        from flask_obo.downstream import acquire_token_for_user
 
-        acquire_token_on_behalf_of(api="down")
+        acquire_token_for_user(api="down")
     cache.set("the-apps-own", 1)
     keys = set(raw_values(redis_server.url))
     assert b"myapp:the-apps-own" in keys

@@ -12,7 +12,8 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from flask_caching import Cache
@@ -42,7 +43,8 @@ SHARED_BACKENDS = frozenset({
 
 
 def build_token_cache(app: Flask, config: OboConfig, cache: Any | None,
-                      credential: ClientCredential | None = None) -> OboTokenCache:
+                      credential: ClientCredential | None = None, *,
+                      clock: Callable[[], float] | None = None) -> OboTokenCache:
     """The app's token cache: over ``cache`` (a flask_caching.Cache or a backend), else a
     backend built from ``OBO_CACHE``, else an in-process ``SimpleCache``. A shared backend
     encrypts (a key derived from ``credential`` unless keys are configured); Redis also locks."""
@@ -65,6 +67,7 @@ def build_token_cache(app: Flask, config: OboConfig, cache: Any | None,
         # discovery and the token call, each bounded by the HTTP timeout, plus one retry.
         wait_timeout=config.cache_lock_timeout + 1 + 3 * config.http_timeout,
         local_size=config.cache_local_size,
+        clock=clock or time.time,
     )
 
 

@@ -56,10 +56,9 @@ class AccessToken:
 
 
 def cache_key(prefix: str, kind: str, client_id: str, tenant: str, subject: str,
-              scopes: Iterable[str], claims: str | None = None) -> str:
+              scopes: Iterable[str]) -> str:
     """``prefix`` + SHA-256 over the parts. ``subject`` is already a hash (or empty)."""
-    material = "\x1f".join((kind, client_id, tenant.lower(), subject, " ".join(scopes),
-                            claims or ""))
+    material = "\x1f".join((kind, client_id, tenant.lower(), subject, " ".join(scopes), ""))
     return prefix + hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -100,10 +99,13 @@ class OboTokenCache:
         local_size: int = 4096,
         lock_factory: Callable[[str], AbstractContextManager[Any]] | None = None,
         shared: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.backend = backend  # a flask_caching / cachelib BaseCache, or None (front only)
         #: whether other processes and hosts read the backend's entries (then they are sealed)
         self.shared = shared
+        #: epoch seconds, for token lifetimes (tests pass a clock they control)
+        self.clock = clock
         self.prefix = prefix
         self.codec = EntryCodec(tuple(encryption_keys))
         self.expiry_margin = expiry_margin
@@ -117,14 +119,14 @@ class OboTokenCache:
         self._last_log = 0.0
 
     def key(self, kind: str, client_id: str, tenant: str, subject: str,
-            scopes: Iterable[str], claims: str | None = None) -> str:
-        return cache_key(self.prefix, kind, client_id, tenant, subject, scopes, claims)
+            scopes: Iterable[str]) -> str:
+        return cache_key(self.prefix, kind, client_id, tenant, subject, scopes)
 
     # reads ---------------------------------------------------------------------------------
     def get(self, key: str) -> AccessToken | None:
         """A usable token (before its expiry minus the margin), or None."""
         hit = self.local.entries.get(key)
-        if hit is not None and time.time() < hit[1]:
+        if hit is not None and self.clock() < hit[1]:
             return hit[0]
         return self._get_from_backend(key)
 
@@ -138,7 +140,7 @@ class OboTokenCache:
             return None
         token_str, expires_on, refresh_on, scopes = entry
         usable_until = expires_on - self.expiry_margin
-        if time.time() >= usable_until:
+        if self.clock() >= usable_until:
             return None
         token = AccessToken(token_str, expires_on, scopes, refresh_on)
         self.local.put(key, token, usable_until)
@@ -147,7 +149,7 @@ class OboTokenCache:
     # writes --------------------------------------------------------------------------------
     def set(self, key: str, token: AccessToken) -> AccessToken:
         """Store ``token`` until its expiry minus the margin; returns it with ``refresh_on`` set."""
-        now = time.time()
+        now = self.clock()
         usable_until = token.expires_on - self.expiry_margin
         ttl = usable_until - now
         if ttl < 1:
@@ -198,7 +200,7 @@ class OboTokenCache:
             with self._lock_factory(key):
                 # Another process may have refreshed it while we waited for the lock.
                 again = self._get_from_backend(key)
-                if again is not None and again.refresh_on > time.time():
+                if again is not None and again.refresh_on > self.clock():
                     return again
                 return self.set(key, fetch())
 

@@ -1,9 +1,20 @@
-"""Calling downstream APIs as the caller: ``@requires_downstream``, ``@requires_app_token``
-and the public functions beneath them.
+"""Calling downstream APIs as the caller or as the app, in pairs named as
+Microsoft.Identity.Web's ...ForUser / ...ForApp:
 
-The decorators validate the caller first, then hand the view a ``DownstreamSession``
-(``session.py``) that acquires its token on first use; the functions work without them.
-OBO exchanges only delegated (user) tokens: an app-only caller gets a 403.
+=============================  ==================================
+as the signed-in user (OBO)    as the app (client credentials)
+=============================  ==================================
+``@requires_downstream``       ``@requires_downstream_for_app``
+``get_user_session``           ``get_app_session``
+``acquire_token_for_user``     ``acquire_token_for_app``
+=============================  ==================================
+
+The user forms validate the caller first (OBO exchanges only delegated tokens: an app-only
+caller gets a 403). The app forms act as the app whoever called: they rely on the guard, which
+has validated the caller of every view that is not public; on a ``@public`` view they make an
+anonymous proxy with the app's identity, which is sometimes the point (a public status page)
+and otherwise a mistake. The decorators hand the view a ``DownstreamSession`` (``session.py``)
+that acquires its token on first use; the functions work without them.
 """
 
 from __future__ import annotations
@@ -25,12 +36,12 @@ from ..validation import TokenClaims
 from .session import DownstreamSession
 
 __all__ = [
-    "acquire_app_token",
-    "acquire_token_on_behalf_of",
+    "acquire_token_for_app",
+    "acquire_token_for_user",
     "get_app_session",
-    "get_downstream_session",
-    "requires_app_token",
+    "get_user_session",
     "requires_downstream",
+    "requires_downstream_for_app",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -73,8 +84,8 @@ def _user_caller() -> TokenClaims:
     return caller
 
 
-def acquire_token_on_behalf_of(scopes: Scopes = None, *, api: str | None = None,
-                               claims: str | None = None) -> AccessToken:
+def acquire_token_for_user(scopes: Scopes = None, *, api: str | None = None,
+                           claims: str | None = None) -> AccessToken:
     """A downstream token for the caller of this request (validating the request first).
 
     ``scopes``, or ``api`` (a name in ``OBO_DOWNSTREAM_APIS``) for its configured scopes.
@@ -89,8 +100,8 @@ def acquire_token_on_behalf_of(scopes: Scopes = None, *, api: str | None = None,
                                          user=caller.oid or "")
 
 
-def acquire_app_token(scopes: Scopes = None, *, api: str | None = None,
-                      tenant: str | None = None, claims: str | None = None) -> AccessToken:
+def acquire_token_for_app(scopes: Scopes = None, *, api: str | None = None,
+                          tenant: str | None = None, claims: str | None = None) -> AccessToken:
     """An app-only token (client credentials) for the resource of ``scopes`` or ``api``.
 
     For a multi-tenant API the tenant is ``tenant``, else the validated caller's.
@@ -113,7 +124,7 @@ def _app_tenant(state: OboState, tenant: str | None) -> str | None:
     return tenant
 
 
-def get_downstream_session(api: str | None = None, scopes: Scopes = None) -> DownstreamSession:
+def get_user_session(api: str | None = None, scopes: Scopes = None) -> DownstreamSession:
     """A session that calls ``api`` (or any URL, with ``scopes``) as this request's caller.
 
     Validates the request first. An API configured with ``app_only: True`` gets the app's own
@@ -158,7 +169,7 @@ def requires_downstream(scopes: Scopes = None, *, api: str | None = None,
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            kwargs[arg] = get_downstream_session(api, scopes)  # validates the request first
+            kwargs[arg] = get_user_session(api, scopes)  # validates the request first
             return current_app.ensure_sync(view)(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
@@ -166,10 +177,14 @@ def requires_downstream(scopes: Scopes = None, *, api: str | None = None,
     return decorator
 
 
-def requires_app_token(scopes: Scopes = None, *, api: str | None = None,
-                       arg: str = "downstream") -> Callable[[F], F]:
-    """Pass a ``DownstreamSession`` that calls ``api`` with the app's own token."""
-    _check_args("requires_app_token", scopes, api)
+def requires_downstream_for_app(scopes: Scopes = None, *, api: str | None = None,
+                                arg: str = "downstream") -> Callable[[F], F]:
+    """Pass a ``DownstreamSession`` that calls ``api`` with the app's own token.
+
+    It validates nothing itself: the guard has already refused a view that is not public
+    without a valid token; on a ``@public`` view, anyone may make the app call ``api``.
+    """
+    _check_args("requires_downstream_for_app", scopes, api)
 
     def decorator(view: F) -> F:
         @functools.wraps(view)

@@ -15,7 +15,7 @@
         cca.acquire_token_on_behalf_of(token, [f"{down.app_id_uri}/read"])
         emu.calls("on_behalf_of")                      # what reached the token endpoint
 
-Clients trust ``emu.ca_bundle`` (build sessions with ``flask_obo._http.build_session``).
+Clients trust ``emu.ca_bundle`` (build sessions with ``flask_obo.build_session``).
 See :mod:`~flask_obo.testing.emulator` for the whole API,
 :mod:`~flask_obo.testing.pytest_plugin` for the ``entra_emulator`` and ``entra`` fixtures,
 :mod:`~flask_obo.testing.faults` for fault injection, :mod:`~flask_obo.testing.grants` for the
