@@ -47,7 +47,7 @@ def test_v2_discovery_has_entras_fields(entra_emulator: EntraEmulator) -> None:
 def test_v1_discovery_uses_the_sts_issuer_shape(entra_emulator: EntraEmulator) -> None:
     emu = entra_emulator
     doc = get(emu, emu.discovery_url(version=1)).json()
-    assert doc["issuer"] == f"{emu.base_url}/{emu.tenant_id}/" == emu.issuer(version=1)
+    assert doc["issuer"] == f"https://sts.windows.net/{emu.tenant_id}/" == emu.issuer(version=1)
     assert doc["token_endpoint"].endswith(f"/{emu.tenant_id}/oauth2/token")
     assert doc["jwks_uri"] == emu.jwks_uri(version=1)
 
@@ -60,7 +60,7 @@ def test_multi_tenant_discovery_has_tenantid_placeholder(entra_emulator: EntraEm
     assert doc["issuer"] == f"{emu.base_url}/{{tenantid}}/v2.0"
     assert doc["token_endpoint"] == f"{emu.base_url}/{segment}/oauth2/v2.0/token"
     v1 = get(emu, emu.discovery_url(segment, version=1)).json()
-    assert v1["issuer"] == f"{emu.base_url}/{{tenantid}}/"
+    assert v1["issuer"] == "https://sts.windows.net/{tenantid}/"
 
 
 def test_domain_name_resolves_to_the_tenant_guid(entra_emulator: EntraEmulator) -> None:

@@ -77,8 +77,11 @@ def test_unknown_resource_and_scope(world: World) -> None:
             "client_secret": world.secret}
     unknown = post_token(world.emu, {**base, "scope": "api://no-such-api/.default"})
     assert_entra_error(unknown, 400, "invalid_resource", 500011)
+    # Microsoft Graph exists in every tenant; client credentials need its /.default.
     graph = post_token(world.emu, {**base, "scope": "User.Read"})
-    assert_entra_error(graph, 400, "invalid_scope", 70011)
+    assert_entra_error(graph, 400, "invalid_scope", 1002012)
+    oidc_only = post_token(world.emu, {**base, "scope": "openid profile"})
+    assert_entra_error(oidc_only, 400, "invalid_scope", 1002012)
     two = post_token(world.emu, {**base, "scope": f"{world.down.app_id_uri}/.default "
                                                   f"{world.api.app_id_uri}/.default"})
     assert_entra_error(two, 400, "invalid_scope", 28000)

@@ -195,8 +195,11 @@ class Directory:
         with self._lock:
             if app.client_id in self._apps:
                 raise ValueError(f"an app with client id {app.client_id} already exists")
-            if self.resource(app.app_id_uri) is not None:
-                raise ValueError(f"App ID URI {app.app_id_uri} is already in use")
+            taken = self.resource(app.app_id_uri)
+            if taken is not None:
+                raise ValueError(f"App ID URI {app.app_id_uri} is already in use (by "
+                                 f"{taken.name!r}; Microsoft Graph and Azure Storage are "
+                                 "built in: emu.graph, emu.storage)")
             self._apps[app.client_id] = app
             return app
 

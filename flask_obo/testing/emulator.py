@@ -32,6 +32,7 @@ from .client_auth import ClientAuthenticator
 from .clients import EmulatorHttpClient, confidential_client, public_client
 from .directory import App, Directory, RegisteredCertificate, Tenant, User
 from .faults import FaultInjector
+from .first_party import GRAPH, STORAGE, register_first_party
 from .grants import TokenEndpoint
 from .issuance import TokenFactory, UserTokenRequest
 from .server import EmulatorServer, Services, build_app
@@ -77,6 +78,7 @@ class EntraEmulator:
         self._tls = ServerTLS(self._tmp.name)
         self.directory = Directory(salt=secrets.token_bytes(16))
         self.tenant_id = self.directory.add_tenant(tenant_id, tenant_domain, "Contoso").tenant_id
+        self._first_party = register_first_party(self.directory)
         self.keyring = KeyRing()
         self.tokens = TokenService(self.keyring)
         self.faults = FaultInjector()
@@ -290,6 +292,16 @@ class EntraEmulator:
         """Like ``revokeSignInSessions``: OBO with an assertion, or a refresh token, issued
         before now fails with ``invalid_grant`` (AADSTS50173)."""
         self.directory.revoke_sessions(user)
+
+    @property
+    def graph(self) -> App:
+        """Microsoft Graph (``https://graph.microsoft.com``), present in every tenant."""
+        return self._first_party[GRAPH.app_id_uri]
+
+    @property
+    def storage(self) -> App:
+        """Azure Storage (``https://storage.azure.com``), present in every tenant."""
+        return self._first_party[STORAGE.app_id_uri]
 
     @property
     def default_client(self) -> App:

@@ -204,6 +204,16 @@ class ServerTLS:
         with os.fdopen(fd, "wb") as fh:
             fh.write(key_bytes)
 
+    @property
+    def cert_file(self) -> str:
+        """The server certificate chain (PEM), for servers configured by path (Azurite's --cert)."""
+        return str(self._cert_file)
+
+    @property
+    def key_file(self) -> str:
+        """The server's private key (PEM, mode 0600), for servers configured by path (--key)."""
+        return str(self._key_file)
+
     def server_context(self) -> ssl.SSLContext:
         """An SSL context for the server side (TLS 1.2 or later)."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
