@@ -11,7 +11,7 @@ venv: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[redis,testing,dev]'
+	$(PY) -m pip install -q -e '.[redis,azure,testing,dev]'
 	touch $(STAMP)
 
 lint: $(STAMP)
