@@ -1028,10 +1028,19 @@ def _(w: World) -> str:
     return w.resign(iss=f"https://login.microsoftonline.com/{w.tenant_a}/v2.0")
 
 
-@case("iss-sts-windows-net", reason="issuer")
+@case("iss-v1-shape-on-the-authority-host", reason="issuer")
+def _(w: World) -> str:
+    # The v1 issuer is Entra's (sts.windows.net), as the v1 discovery document says, not a
+    # lookalike on the authority's own host.
+    claims = claims_of(w.v1_token)
+    claims["iss"] = f"{w.emu.base_url}/{w.tenant_a}/"
+    return w.sign(claims)
+
+
+@case("iss-sts-windows-net-of-another-tenant", reason="issuer")
 def _(w: World) -> str:
     claims = claims_of(w.v1_token)
-    claims["iss"] = f"https://sts.windows.net/{w.tenant_a}/"
+    claims["iss"] = f"https://sts.windows.net/{w.tenant_b}/"
     return w.sign(claims)
 
 
