@@ -68,6 +68,31 @@ def test_blob_upload_and_read_back_as_the_user(azure_middle: MakeAzureMiddle, en
     assert calls[0]["scope"].split()[0] == STORAGE_SCOPE
 
 
+def test_async_blob_client_as_the_user(azure_middle: MakeAzureMiddle, entra: Any,
+                                      azurite: Azurite) -> None:
+    from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
+
+    middle = azure_middle()
+
+    @middle.app.put("/async-files/<name>")
+    async def put_async(name: str) -> Any:
+        async with AsyncBlobServiceClient(azurite.url, credential=get_async_user_credential(),
+                                          connection_verify=azurite.ca_bundle) as service:
+            box = service.get_container_client("async-files")
+            if not await box.exists():
+                await box.create_container()
+            await box.upload_blob(name, request.get_data(), overwrite=True)
+            stream = await box.download_blob(name)
+            return {"read_back": (await stream.readall()).decode()}
+
+    token = middle.token_for(entra.add_user("alice"))
+    for name in ("a.txt", "b.txt"):
+        answer = middle.client.put(f"/async-files/{name}", data=name.encode(),
+                                   headers={"Authorization": f"Bearer {token}"})
+        assert answer.get_json() == {"read_back": name}, answer.get_data(as_text=True)
+    assert len(middle.obo_calls()) == 1
+
+
 def test_azurite_refuses_a_token_whose_issuer_is_not_entras(entra: Any, azurite: Azurite,
                                                             azure_middle: MakeAzureMiddle) -> None:
     """What makes the test above pass is real: Azurite checks the issuer by Entra's prefix."""
