@@ -18,7 +18,8 @@ Scopes are used as the SDK gives them (``https://storage.azure.com/.default``, `
 
 A user credential is bound to its request: used after the request has ended, or while another
 request is being served, it raises ``RuntimeError``; in threads the request itself started (an
-SDK's parallel transfers) it works until the request ends. Its tokens carry a ``refresh_on`` in
+SDK's parallel transfers) it works until the request ends, and so while a
+``stream_with_context`` response streams. Its tokens carry a ``refresh_on`` in
 the past, so an SDK client asks the credential again before each call (flask-obo's cache
 answers, with no network call): a client kept beyond its request then refuses, where it would
 otherwise send the first user's cached token on someone else's behalf.
@@ -256,15 +257,20 @@ class UserCredential(_Credential):
 
     def _check_bound(self) -> None:
         binding = self._binding
-        if not binding.active:
+        if has_request_context():
+            if request._get_current_object() is not binding.request:  # type: ignore[attr-defined]
+                raise RuntimeError(
+                    "This user credential belongs to another request's caller: call "
+                    "get_user_credential() in this request instead.")
+            # Its own request is being served here. Flask tears a request down when the view
+            # returns, then pushes its context again while a stream_with_context response
+            # streams (and tears it down once more): that is the request, still in progress.
+            binding.active = True
+        elif not binding.active:
             raise RuntimeError(
                 "This user credential belonged to a request that has ended: call "
                 "get_user_credential() in each request, and build SDK clients per request (a "
                 "client must not outlive the request whose user it acts for).")
-        if has_request_context() and request._get_current_object() is not binding.request:  # type: ignore[attr-defined]
-            raise RuntimeError(
-                "This user credential belongs to another request's caller: call "
-                "get_user_credential() in this request instead.")
 
 
 class AppCredential(_Credential):

@@ -17,7 +17,7 @@ import pytest
 from azure.core.credentials import AccessToken, SupportsTokenInfo, TokenCredential
 from azure.core.credentials_async import AsyncSupportsTokenInfo, AsyncTokenCredential
 from azure_helpers import GRAPH_DEFAULT, STORAGE_SCOPE, jwt_claims
-from flask import copy_current_request_context, jsonify
+from flask import Response, copy_current_request_context, jsonify, stream_with_context
 from obo_helpers import CAE_CLAIMS, challenge_params, decode_claims, token_hash
 
 from flask_obo import UpstreamAuthError, acquire_token_for_user
@@ -284,6 +284,33 @@ def test_user_credential_works_in_threads_its_request_started(azure_middle: Make
     answer = middle.get("/threads", middle.token_for(entra.add_user("alice")))
     assert answer.get_json() == {"count": 3, "distinct": 1}
     assert len(middle.obo_calls()) == 1
+
+
+def test_user_credential_works_while_its_response_streams(azure_middle: MakeAzureMiddle,
+                                                          entra: Any) -> None:
+    middle = azure_middle()
+
+    @middle.app.get("/stream")
+    def stream() -> Any:
+        credential = get_user_credential()
+
+        def chunk() -> str:
+            return token_hash(credential.get_token(STORAGE_SCOPE).token)[:8] + "\n"
+
+        def chunks() -> Any:  # a blob streamed to the client: the SDK asks again per chunk
+            yield chunk()
+            fetched: list[str] = []  # and its parallel downloads, in threads of their own
+            worker = threading.Thread(target=lambda: fetched.append(chunk()))
+            worker.start()
+            worker.join(timeout=30)
+            yield from fetched
+            yield chunk()
+
+        return Response(stream_with_context(chunks()))
+
+    answer = middle.get("/stream", middle.token_for(entra.add_user("alice")))
+    lines = answer.get_data(as_text=True).split()
+    assert len(lines) == 3 and len(set(lines)) == 1
 
 
 def test_enable_cae_without_cp1_gets_an_ordinary_token_and_a_hint(
