@@ -30,9 +30,9 @@ one fresh token with those claims, bypassing the cache and replacing its entry.
 ``enable_cae``: whether Entra issues CAE tokens is the app's declaration, ``OBO_CLIENT_CAPABILITIES
 = ["CP1"]``, as MSAL (capabilities belong to the application object) and Microsoft.Identity.Web
 have it, so one cache entry serves a user whether reached through a session or an SDK. With CP1
-configured every token is CAE-capable, and ``enable_cae=False`` still gets one: every
-``azure.core`` bearer policy and msgraph-sdk answer an ``insufficient_claims`` challenge whatever
-``enable_cae`` says. Without CP1, ``enable_cae=True`` gets an ordinary token (safe: it simply never
+configured every token is CAE-capable, and ``enable_cae=False`` still gets one: azure-core's
+``BearerTokenCredentialPolicy`` and msgraph-sdk answer an ``insufficient_claims`` challenge
+whatever ``enable_cae`` says. Without CP1, ``enable_cae=True`` gets an ordinary token (safe: it simply never
 draws a CAE challenge) and the first such request logs how to turn CAE on. azure-identity keeps a
 second MSAL app per credential for CAE instead; flask-obo's tokens are shared, so the choice is
 made once, in the configuration.
