@@ -32,10 +32,10 @@ one fresh token with those claims, bypassing the cache and replacing its entry.
 have it, so one cache entry serves a user whether reached through a session or an SDK. With CP1
 configured every token is CAE-capable, and ``enable_cae=False`` still gets one: azure-core's
 ``BearerTokenCredentialPolicy`` and msgraph-sdk answer an ``insufficient_claims`` challenge
-whatever ``enable_cae`` says. Without CP1, ``enable_cae=True`` gets an ordinary token (safe: it simply never
-draws a CAE challenge) and the first such request logs how to turn CAE on. azure-identity keeps a
-second MSAL app per credential for CAE instead; flask-obo's tokens are shared, so the choice is
-made once, in the configuration.
+whatever ``enable_cae`` says. Without CP1, ``enable_cae=True`` gets an ordinary token (safe: it
+simply never draws a CAE challenge) and the first such request logs how to turn CAE on.
+azure-identity keeps a second MSAL app per credential for CAE instead; flask-obo's tokens are
+shared, so the choice is made once, in the configuration.
 
 ``tenant_id`` (an SDK passes one after a challenge names the resource's tenant) is honoured when
 it is the tenant flask-obo would ask anyway, or, for a multi-tenant API, a tenant
