@@ -4,7 +4,6 @@ header parsing per RFC 6750, error rendering, several apps on one extension obje
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import pytest
@@ -272,4 +271,18 @@ def test_problem_body_is_rfc9457(make_app: MakeApp) -> None:
     assert response.headers["Content-Type"] == "application/problem+json"
     assert {"type", "title", "status", "detail"} <= set(body)
     assert body["status"] == 401 and body["error"] == "invalid_token"
-    assert re.fullmatch(r"https://\S+", body["type"])
+    # No published errors page by default: RFC 9457's about:blank, with the status phrase.
+    assert body["type"] == "about:blank" and body["title"] == "Unauthorized"
+
+
+def test_problem_type_points_at_the_published_errors_page(make_app: MakeApp) -> None:
+    base = "https://docs.example.test/flask-obo/errors.html#"
+    app = make_app(OBO_PROBLEM_TYPE_BASE=base)
+    body = app.test_client().get("/me", headers=bearer("a.b")).json
+    assert body["type"] == base + "invalid-token" and body["title"] == "Invalid token"
+    assert app.test_client().get("/me").json["type"] == base + "missing-token"
+
+
+def test_problem_type_base_must_be_a_url(make_app: MakeApp) -> None:
+    with pytest.raises(ConfigError, match=r"OBO_PROBLEM_TYPE_BASE=.errors\.html#. is not a URL"):
+        make_app(OBO_PROBLEM_TYPE_BASE="errors.html#")

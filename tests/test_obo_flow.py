@@ -168,10 +168,10 @@ def test_msal_cache_stays_empty_and_ours_is_ttl_bound(make_middle: MakeMiddle, e
     one TTL-bound entry per user in Flask-Caching and a bounded in-process front.
 
     The acceptance size, 10,000 users, takes about a minute and a quarter (a real MSAL call and
-    a real RSA signature per user); FLASK_OBO_MEMORY_USERS=1500 makes a quick local run with
+    a real RSA signature per user); MEMORY_ACCEPTANCE_USERS=1500 makes a quick local run with
     the same assertions.
     """
-    users_count = int(os.environ.get("FLASK_OBO_MEMORY_USERS", "10000"))
+    users_count = int(os.environ.get("MEMORY_ACCEPTANCE_USERS", "10000"))
     middle = make_middle(OBO_CACHE_LOCAL_SIZE=256, OBO_CACHE_EXPIRY_MARGIN=60)
     acquirer = middle.acquirer
     users = [entra.add_user(f"m{i}") for i in range(users_count)]

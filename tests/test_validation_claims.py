@@ -62,10 +62,22 @@ def test_app_only_tokens_are_accepted(make_app: MakeApp, emulator: EntraTestHelp
     assert response.json["roles"] == ["Reader"] and response.json["app_only"] is True
 
 
-def test_custom_audiences(emulator: EntraTestHelper, api_registration: App, user: User) -> None:
-    token = emulator.issue_user_token(user, resource=api_registration)
+def test_a_token_for_another_api_is_refused(emulator: EntraTestHelper, api_registration: App,
+                                            user: User) -> None:
+    other = emulator.register_app("other-api", scopes=["access_as_user"])
+    token = emulator.issue_user_token(user, resource=other)
     app = build_app(emulator, api_registration, OBO_AUDIENCES=["api://something-else"])
     assert_invalid(get_me(app, token), api_registration, "audience")
+
+
+def test_a_custom_app_id_uri_is_accepted_once_listed(emulator: EntraTestHelper,
+                                                     user: User) -> None:
+    uri = f"https://contoso.test/orders-{emulator.tag}"
+    api = emulator.register_app("orders", scopes=["access_as_user"], app_id_uri=uri,
+                                access_token_version=1)
+    token = emulator.issue_user_token(user, resource=api)  # a v1 token: aud is the URI
+    assert_invalid(get_me(build_app(emulator, api), token), api, "audience")
+    assert get_me(build_app(emulator, api, OBO_AUDIENCES=[uri]), token).status_code == 200
 
 
 # -- versions and issuers ---------------------------------------------------------------------

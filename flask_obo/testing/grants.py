@@ -47,7 +47,7 @@ def _missing(name: str) -> EntraError:
 
 
 def _iso(seconds: float) -> str:
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat()
 
 
 def _consent_required(client: App, resource: App) -> EntraError:
