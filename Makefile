@@ -4,18 +4,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck pytest demo bench emulator clean
+.PHONY: venv test lint typecheck pytest docs dist demo bench emulator clean
 
 venv: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[redis,testing,dev]'
+	$(PY) -m pip install -q -e '.[redis,testing,docs,dev]'
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check flask_obo tests samples benchmarks
+	$(VENV)/bin/ruff check flask_obo tests samples benchmarks docs
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict flask_obo
@@ -23,7 +23,17 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(VENV)/bin/pytest -q
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
+
+# The documentation site, warnings as errors; offline (no intersphinx).
+docs: $(STAMP)
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+# The sdist and wheel, as PyPI would take them.
+dist: $(STAMP)
+	rm -rf dist
+	$(PY) -m build --no-isolation --sdist --wheel --outdir dist . >/dev/null
+	$(VENV)/bin/twine check --strict dist/*
 
 demo: $(STAMP)
 	$(PY) -m samples.demo
@@ -39,4 +49,4 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info docs/_build docs/_generated
