@@ -1,14 +1,17 @@
-"""The README's example is real code: it runs here against the emulator and a downstream API."""
+"""The README's quick start is real code: it runs here against the emulator and a downstream API.
+
+(Its own test file, with the product's test helpers, runs against the installed wheel in
+``tests/test_packaging.py``; this one needs nothing but the emulator.)"""
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from doc_blocks import example_projects
 from werkzeug.serving import make_server
 
 from flask_obo.testing.pytest_plugin import EntraTestHelper
@@ -18,11 +21,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def _example() -> str:
-    text = README.read_text()
-    marker = text.index("<!-- readme-example")
-    match = re.search(r"```python\n(.*?)```", text[marker:], re.S)
-    assert match, "the README lost its example"
-    return match.group(1)
+    return example_projects()[README]["myapi.py"]
 
 
 @pytest.fixture
@@ -44,8 +43,8 @@ def test_readme_example_calls_downstream_as_the_user(
     api = entra.register_app("readme-api", secret="s3cret", scopes=["access_as_user"])
     entra.grant_consent(client=api, resource=down, scopes=["read"])
     alice = entra.add_user("alice", password="pw")
-    namespace: dict[str, Any] = {"__name__": "readme_example"}
-    exec(compile(_example(), str(README), "exec"), namespace)
+    namespace: dict[str, Any] = {"__name__": "myapi"}
+    exec(compile(_example(), f"{README}: myapi.py", "exec"), namespace)
     app = namespace["create_app"]({
         "OBO_AUTHORITY": entra.authority(), "OBO_CLIENT_ID": api.client_id,
         "OBO_CLIENT_SECRET": "s3cret", "OBO_CA_BUNDLE": entra.ca_bundle,
