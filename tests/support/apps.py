@@ -109,26 +109,17 @@ def middle_settings(emu: Any, api: App, downstream: Any, *, secret: str | None =
     return {k: v for k, v in settings.items() if v is not None}
 
 
-def _json_or_none(answer: Any) -> Any:
-    return answer.json() if answer.headers.get("Content-Type") == "application/json" else None
+def _me_of(downstream: DownstreamSession) -> dict[str, Any]:
+    """``down``'s ``/me`` as ``downstream`` sees it, and which process asked."""
+    answer = downstream.get("me")
+    body = answer.json() if answer.headers.get("Content-Type") == "application/json" else None
+    return {"status": answer.status_code, "downstream": body, "pid": os.getpid()}
 
 
 def add_middle_routes(app: Flask) -> None:
     """The middle tier's views (see the module docstring)."""
-
-    @app.get("/profile")
-    @requires_downstream(api="down")
-    def profile(downstream: DownstreamSession) -> Any:
-        answer = downstream.get("me")
-        return {"status": answer.status_code, "downstream": _json_or_none(answer),
-                "pid": os.getpid()}
-
-    @app.get("/as-app")
-    @requires_downstream_for_app(api="down")
-    def as_app(downstream: DownstreamSession) -> Any:
-        answer = downstream.get("me")
-        return {"status": answer.status_code, "downstream": _json_or_none(answer),
-                "pid": os.getpid()}
+    app.add_url_rule("/profile", "profile", requires_downstream(api="down")(_me_of))
+    app.add_url_rule("/as-app", "as_app", requires_downstream_for_app(api="down")(_me_of))
 
     @app.route("/call/<api>/<path:path>", methods=["GET", "POST"])
     def call(api: str, path: str) -> Response:
