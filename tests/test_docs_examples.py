@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from doc_blocks import MARKER_KINDS, ROOT, Block, blocks, documents
 from flask import Flask
+from support.doc_blocks import MARKER_KINDS, ROOT, Block, blocks, documents
 
 from flask_obo import FlaskOBO, current_token
 from flask_obo.cli import obo_cli
@@ -31,9 +31,6 @@ ALL = [block for document in documents() for block in blocks(document)]
 SHELLS = {"sh", "bash", "shell", "console"}
 # Blocks that show, not run: diagrams, log lines, headers; MyST directives ({toctree}, ...).
 SHOWN = {"text", ""}
-# Options of `serve` that the test helpers of issue 10 (item 4) add; until they are on this
-# branch, a block using them is skipped rather than failed.
-PENDING_SERVE_OPTIONS = {"--print-env"}
 
 
 def of(langs: set[str]) -> list[Block]:
@@ -141,8 +138,6 @@ def check_serve_options(args: list[str], where: str) -> None:
                             capture_output=True, text=True, timeout=60, check=True).stdout
     options = [a for a in args[1:] if a.startswith("--")]
     missing = [o for o in options if o not in helped]
-    if set(missing) <= PENDING_SERVE_OPTIONS and missing:
-        pytest.skip(f"{where}: {missing} come with issue 10's test helpers (not on this branch)")
     assert not missing, f"{where}: serve has no option {missing}"
 
 

@@ -12,7 +12,6 @@ import ast
 import configparser
 import importlib.metadata
 import os
-import re
 import subprocess
 import sys
 import sysconfig
@@ -22,9 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from doc_blocks import ROOT, example_projects
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from support.doc_blocks import ROOT, example_projects
 
 pytestmark = pytest.mark.slow
 
@@ -140,38 +139,10 @@ def test_the_installed_package_is_the_wheel_not_this_checkout(installed: Path,
     assert Path(result.stdout.strip()).is_relative_to(installed.parent.parent)
 
 
-def _pending_helpers(installed: Path, sources: str) -> list[str]:
-    """Test helpers of issue 10 (item 4) an example uses that the installed package lacks."""
-    missing = []
-    if "downstream_api" in sources:
-        listed = subprocess.run([str(installed), "-m", "pytest", "--fixtures", "-q",
-                                 "-p", "no:cacheprovider"], cwd=installed.parent,
-                                env=_clean_env(), capture_output=True, text=True, timeout=120)
-        if not re.search(r"^downstream_api\b", listed.stdout, re.M):
-            missing.append("the downstream_api fixture")
-    if ".auth_header(" in sources:
-        probe = ("from flask_obo.testing import EntraEmulator\n"
-                 "from flask_obo.testing.pytest_plugin import EntraTestHelper\n"
-                 "print(hasattr(EntraTestHelper, 'auth_header') "
-                 "or hasattr(EntraEmulator, 'auth_header'))")
-        found = subprocess.run([str(installed), "-c", probe], env=_clean_env(),
-                               capture_output=True, text=True, timeout=60).stdout.strip()
-        if found != "True":
-            missing.append("entra.auth_header")
-    return missing
-
-
 @pytest.fixture
 def project(request: pytest.FixtureRequest, installed: Path, tmp_path: Path) -> Iterator[Path]:
     document: Path = request.param
     files = example_projects()[document]
-    missing = _pending_helpers(installed, "".join(files.values()))
-    if missing:
-        reason = (f"{document.name}'s example uses {', '.join(missing)}, which issue 10's test "
-                  "helpers add")
-        if os.environ.get("CI"):  # in CI a missing helper is a failure, never a quiet skip
-            pytest.fail(reason)
-        pytest.skip(f"{reason} (not on this branch)")
     for name, source in files.items():
         (tmp_path / name).write_text(source)
     yield tmp_path

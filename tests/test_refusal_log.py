@@ -8,9 +8,10 @@ import time
 from typing import Any
 
 import pytest
-from conftest import bearer, build_app
 from flask import Flask
-from security_fixtures import authority_signing_key, b64url_json, leaked_fragment, resign
+from support.apps import build_api
+from support.checks import bearer, leaked_fragment
+from support.jose import authority_signing_key, b64url_json, resign
 
 from flask_obo import FlaskOBO, requires_scopes
 from flask_obo.testing import App, User
@@ -49,7 +50,7 @@ def test_a_token_for_another_api_logs_the_audience_received_and_expected(
         caplog_debug: pytest.LogCaptureFixture) -> None:
     other = emulator.register_app("other", scopes=["access_as_user"])
     token = emulator.issue_user_token(user, resource=other)
-    response = call(build_app(emulator, api_registration), token)
+    response = call(build_api(emulator, api_registration), token)
     assert response.json["detail"] == REASONS["audience"]  # the client's phrase stays short
     cid = api_registration.client_id
     accepted = ", ".join(sorted([cid, f"api://{cid}"]))
@@ -65,7 +66,7 @@ def test_a_foreign_issuer_is_logged_with_the_issuer_expected(
     key, _ = authority_signing_key(emulator)
     genuine = emulator.issue_user_token(user, resource=api_registration)
     token = resign(key, genuine, iss="https://sts.example.test/evil/v2.0")
-    call(build_app(emulator, api_registration), token)
+    call(build_api(emulator, api_registration), token)
     assert_explained(caplog_debug, token, logging.WARNING, "(issuer): ",
                      "iss 'https://sts.example.test/evil/v2.0' is not the issuer expected of a "
                      f"v2.0 token of tenant {user.tenant_id}: "
@@ -78,7 +79,7 @@ def test_a_tenant_not_allowed_is_logged_with_the_allow_list(
     other_tenant = emulator.add_tenant()
     outsider = emulator.add_user("olga", tenant=other_tenant)
     token = emulator.issue_user_token(outsider, resource=api)
-    app = build_app(emulator, api, OBO_AUTHORITY=emulator.authority("organizations"),
+    app = build_api(emulator, api, OBO_AUTHORITY=emulator.authority("organizations"),
                     OBO_ALLOWED_TENANTS=[emulator.tenant_id])
     call(app, token)
     assert_explained(caplog_debug, token, logging.WARNING, "(tenant): ",
@@ -89,7 +90,7 @@ def test_a_tenant_not_allowed_is_logged_with_the_allow_list(
 def test_a_missing_scope_is_logged_with_the_scopes_the_token_has(
         emulator: EntraTestHelper, api_registration: App, user: User,
         caplog_debug: pytest.LogCaptureFixture) -> None:
-    app = build_app(emulator, api_registration)
+    app = build_api(emulator, api_registration)
 
     @app.get("/write")
     @requires_scopes("write")
@@ -107,7 +108,7 @@ def test_an_expired_token_is_logged_at_info_and_no_token_at_debug(
         emulator: EntraTestHelper, api_registration: App, user: User,
         caplog_debug: pytest.LogCaptureFixture) -> None:
     token = emulator.issue_user_token(user, resource=api_registration, lifetime=-3600)
-    app = build_app(emulator, api_registration)
+    app = build_api(emulator, api_registration)
     call(app, token)
     assert_explained(caplog_debug, token, logging.INFO, "(expired): exp ",
                      "s ago, more than OBO_CLOCK_SKEW=300")
@@ -122,7 +123,7 @@ def test_a_flood_of_bad_tokens_logs_a_few_lines_then_counts_the_rest(
         emulator: EntraTestHelper, api_registration: App, user: User,
         caplog_debug: pytest.LogCaptureFixture) -> None:
     offset = [0.0]
-    app = build_app(emulator, api_registration,
+    app = build_api(emulator, api_registration,
                     obo=FlaskOBO(clock=lambda: time.time() + offset[0]))
     other = emulator.register_app("other", scopes=["access_as_user"])
     token = emulator.issue_user_token(user, resource=other)
@@ -147,7 +148,7 @@ def test_a_kid_from_the_request_is_logged_on_one_line(
     token = resign(key, genuine)
     header = b64url_json({"alg": "RS256", "typ": "JWT", "kid": "k1\nforged line"})
     header_token = ".".join([header, *token.split(".")[1:]])
-    call(build_app(emulator, api_registration), header_token)
+    call(build_api(emulator, api_registration), header_token)
     [record] = refusals(caplog_debug)
     assert "\n" not in record.getMessage()
     assert "kid 'k1\\nforged line'" in record.getMessage()
