@@ -183,7 +183,8 @@ class AuthorizeEndpoint:
         mode = params.get("response_mode") or "query"
         state = params.get("state")
         record: dict[str, Any] = {"client_id": client.client_id, "prompt": params.get("prompt"),
-                                  "platform": platform}
+                                  "platform": platform, "session": self.sessions.get(cookie)
+                                  is not None}
         if mode not in RESPONSE_MODES:
             return self._error_response(redirect_uri, "query", state, RedirectError(
                 "invalid_request", 9002313, f"Invalid request. The response_mode '{mode}' is "
@@ -463,6 +464,8 @@ class AuthorizeEndpoint:
             self.pending.remove(req.handle)
             outcome = self._error_response(req.redirect_uri, req.response_mode, req.state, err,
                                            record)
+        if req.user is not None:
+            outcome.record.setdefault("user", req.user.username)
         if current != cookie:
             outcome.session = current
         return outcome

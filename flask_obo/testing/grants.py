@@ -107,6 +107,8 @@ class TokenEndpoint:
         if not grant_type:
             raise _missing("grant_type")
         ctx = _Call(path_tenant, tenant, form, authorization, record, origin)
+        if origin:
+            record["origin"] = origin
         if grant_type == "authorization_code":
             return redeem_code(self, ctx)
         if grant_type == "refresh_token":
