@@ -1,10 +1,14 @@
-# Two commands on a fresh machine with python3 and make: `make demo` and `make test`.
+# Two commands on a fresh machine with python3 and make: `make demo` and `make test`
+# (`make demo-browser` for the SPA sample in a browser).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck pytest demo bench emulator clean
+SPA := samples/spa
+SPA_DEPS := $(SPA)/node_modules/.package-lock.json
+
+.PHONY: venv test lint typecheck pytest demo demo-browser browser-deps bench emulator clean
 
 venv: $(STAMP)
 
@@ -20,13 +24,29 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict flask_obo
 
-pytest: $(STAMP)
+pytest: $(STAMP) browser-deps
 	$(VENV)/bin/pytest -q
+
+# The browser tests' needs: MSAL.js from the lockfile (npm ci), and Debian's Chromium when
+# running as root with apt. Where either cannot be had, the browser tests skip (fail if CI=true).
+browser-deps: $(SPA_DEPS)
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "chromium not installed: the browser tests will skip"
+
+$(SPA_DEPS): $(SPA)/package.json $(SPA)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(SPA) && npm ci --no-audit --no-fund --loglevel=error \
+		|| echo "npm ci failed: the browser tests will skip"; \
+	else echo "npm not found: the browser tests will skip"; fi
 
 test: lint typecheck pytest
 
 demo: $(STAMP)
 	$(PY) -m samples.demo
+
+demo-browser: $(STAMP) $(SPA_DEPS)
+	$(PY) -m samples.demo_browser
 
 emulator: $(STAMP)
 	$(PY) -m flask_obo.testing serve
@@ -39,4 +59,4 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info $(SPA)/node_modules test-artifacts

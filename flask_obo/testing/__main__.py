@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .authorize import DEFAULT_ONE_TIME_CODE
 from .config import DEMO_CONFIG, apply_config, emulator_options
 from .emulator import EntraEmulator
 
@@ -43,7 +44,9 @@ def _describe(emu: EntraEmulator, config: Mapping[str, Any]) -> str:
         upn = user.username if user else spec["username"]
         mfa = f", MFA for {', '.join(spec['mfa_required_for'])}" if spec.get(
             "mfa_required_for") else ""
-        lines.append(f"    {upn} / password: {spec.get('password', '(none)')}{mfa}")
+        code = spec.get("one_time_code", DEFAULT_ONE_TIME_CODE)
+        lines.append(f"    {upn} / password: {spec.get('password', '(none)')}{mfa}, "
+                     f"one-time code: {code}")
     lines.append("Trust the CA bundle (e.g. OBO_CA_BUNDLE) and press Ctrl-C to stop.")
     return "\n".join(lines)
 

@@ -649,6 +649,12 @@ def register_routes(app: Flask, endpoint: AuthorizeEndpoint, cookie_name: str) -
             return _html(message_page(err.title, err.message, code=err.code), err.status)
         return _to_response(outcome, cookie_name)
 
+    @app.get("/")
+    def index() -> Response:
+        # Somewhere for a person to accept the emulator's certificate in their browser.
+        return _html(message_page("Entra ID emulator", "Your browser reaches the emulator. Go "
+                                  "back to your application and sign in."), 200)
+
     @app.route("/<tenant>/oauth2/v2.0/authorize", methods=["GET", "POST"])
     def authorize(tenant: str) -> Response:
         params = request.values.to_dict(flat=True)

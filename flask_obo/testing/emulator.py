@@ -34,6 +34,7 @@ from .clients import EmulatorHttpClient, confidential_client, public_client
 from .directory import App, Directory, RegisteredCertificate, Tenant, User
 from .faults import FaultInjector
 from .grants import TokenEndpoint
+from .interactive import InteractiveSignIn
 from .issuance import TokenFactory, UserTokenRequest
 from .redirects import check_redirect_uris
 from .server import EmulatorServer, Services, build_app
@@ -452,6 +453,11 @@ class EntraEmulator:
         return list(self._services.internal_errors)
 
     # real MSAL clients -----------------------------------------------------------------------
+    def interactive_sign_in(self) -> InteractiveSignIn:
+        """A person at this emulator's sign-in pages, without a browser (see ``interactive.py``):
+        ``emu.interactive_sign_in().complete(auth_uri, username=..., password=...)``."""
+        return InteractiveSignIn(self.ca_bundle, self.base_url)
+
     def http_client(self) -> EmulatorHttpClient:
         """An HTTP client for MSAL that trusts this emulator (see ``clients.py``)."""
         return EmulatorHttpClient(self.ca_bundle, self.port)
