@@ -1,12 +1,9 @@
-"""The interactive endpoints: ``/authorize`` (authorization code with PKCE), the pages a person
-answers on the way (sign-in, account picker, one-time code, consent), and end-session.
+"""The interactive sign-in: ``/authorize`` (authorization code with PKCE), the pages a person
+answers on the way (sign-in, account picker, one-time code, consent), and end-session. How a
+request is read and answered is in ``authorize_request.py``; the routes in ``authorize_http.py``.
 
 As Entra's v2 endpoint:
 
-- Errors that cannot be trusted to the redirect URI (unknown client, unregistered redirect URI,
-  unknown tenant) are shown on a page; every other error goes to the redirect URI as
-  ``error``/``error_description`` (``AADSTSnnnnn: ...``) with the ``state``.
-- ``response_mode`` ``query`` (the default for codes), ``fragment`` or ``form_post``.
 - PKCE: ``S256`` or ``plain``; a redirect URI registered as a single-page app (``spa``)
   requires ``S256``.
 - ``prompt``: ``login`` always asks for the password, ``select_account`` shows the accounts of
@@ -30,17 +27,24 @@ As Entra's v2 endpoint:
 
 from __future__ import annotations
 
-import re
-import secrets
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from flask import Flask, Response, g, request
-
+from .authorize_request import (
+    RESPONSE_MODES,
+    Outcome,
+    PageError,
+    RedirectError,
+    SignInRequest,
+    error_response,
+    resolve_client,
+    resolve_tenant,
+    respond,
+    validate_request,
+)
 from .claims import client_info
 from .codes import (
     CODE_LIFETIME,
@@ -51,103 +55,26 @@ from .codes import (
     SignInSession,
     SignInSessions,
 )
-from .directory import RESERVED_TENANTS, App, Directory, Tenant, User
-from .errors import EntraError, entra_error_body
-from .grants import _asks_step_up
+from .directory import App, Directory, User
 from .pages import (
     account_picker_page,
     consent_page,
-    form_post_page,
     message_page,
     one_time_code_page,
     signin_page,
 )
 from .redirects import redirect_platform
-from .scopes import ScopeRequest, parse_scope
 from .tokens import TokenRejected, TokenService, amr_for
 
-__all__ = ["DEFAULT_ONE_TIME_CODE", "AuthorizeEndpoint", "Outcome", "SignInRequest",
-           "register_routes"]
+__all__ = ["DEFAULT_ONE_TIME_CODE", "AuthorizeEndpoint"]
 
 DEFAULT_ONE_TIME_CODE = "123456"
-RESPONSE_MODES = ("query", "fragment", "form_post")
-PROMPTS = ("login", "none", "consent", "select_account")
-_CHALLENGE = re.compile(r"[A-Za-z0-9._~-]{43,128}")
 _OIDC_PERMISSIONS = {
     "openid": "Sign you in",
     "profile": "View your basic profile",
     "email": "View your email address",
     "offline_access": "Maintain access to data you have given it access to",
 }
-
-
-class PageError(Exception):
-    """An error shown on a page: the redirect URI cannot be trusted (yet)."""
-
-    def __init__(self, code: int | None, message: str, *, title: str = "Sign in",
-                 status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.title = title
-        self.status = status
-
-
-class RedirectError(Exception):
-    """An error sent to the redirect URI."""
-
-    def __init__(self, error: str, code: int, message: str) -> None:
-        super().__init__(f"{error}: AADSTS{code}: {message}")
-        self.error = error
-        self.code = code
-        self.message = message
-
-
-@dataclass
-class Outcome:
-    """What the HTTP layer answers. Exactly one of ``html``, ``location`` or ``form_post``.
-
-    ``session`` is a cookie value to set (``""`` clears the cookie, ``None`` leaves it).
-    ``record`` adds to the call log: never a code or a password.
-    """
-
-    html: str | None = None
-    status: int = 200
-    location: str | None = None
-    form_post: tuple[str, dict[str, str]] | None = None
-    session: str | None = None
-    record: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class SignInRequest:
-    """An authorization request that passed validation, and how far the person got."""
-
-    tenant_segment: str
-    tenant: Tenant | None  # None for /common and /organizations
-    client: App
-    redirect_uri: str
-    platform: str
-    response_mode: str
-    state: str | None
-    nonce: str | None
-    scope: ScopeRequest
-    code_challenge: str | None
-    code_challenge_method: str | None
-    prompt: str | None
-    login_hint: str | None
-    domain_hint: str | None
-    wants_mfa: bool
-    wants_client_info: bool
-    handle: str | None = None  # the ``ctx`` of its pages, once it shows one
-    user: User | None = None
-    amr: tuple[str, ...] = ()
-    auth_time: float = 0.0
-    consent_done: bool = False
-
-
-def _redirect_error(err: EntraError) -> RedirectError:
-    return RedirectError(err.error, err.code, err.message)
 
 
 class AuthorizeEndpoint:
@@ -166,8 +93,8 @@ class AuthorizeEndpoint:
     def authorize(self, path_tenant: str, params: Mapping[str, str],
                   cookie: str | None) -> Outcome:
         """Start a sign-in. Raises PageError for what must not go to the redirect URI."""
-        tenant = self._tenant(path_tenant)
-        client = self._client(params.get("client_id"), tenant, path_tenant)
+        tenant = resolve_tenant(self.directory, path_tenant)
+        client = resolve_client(self.directory, params.get("client_id"), tenant, path_tenant)
         redirect_uri = params.get("redirect_uri")
         if not redirect_uri:
             raise PageError(900144, "The request body must contain the following parameter: "
@@ -186,100 +113,15 @@ class AuthorizeEndpoint:
                                   "platform": platform, "session": self.sessions.get(cookie)
                                   is not None}
         if mode not in RESPONSE_MODES:
-            return self._error_response(redirect_uri, "query", state, RedirectError(
+            return error_response(self.base, redirect_uri, "query", state, RedirectError(
                 "invalid_request", 9002313, f"Invalid request. The response_mode '{mode}' is "
                 "not supported: use query, fragment or form_post."), record)
         try:
-            req = self._validate(params, tenant, path_tenant, client, redirect_uri, platform,
-                                 mode)
+            req = validate_request(self.directory, params, tenant, path_tenant, client,
+                                   redirect_uri, platform, mode)
             return self._advance(req, cookie, record)
         except RedirectError as err:
-            return self._error_response(redirect_uri, mode, state, err, record)
-
-    def _tenant(self, path_tenant: str) -> Tenant | None:
-        if path_tenant.lower() in ("common", "organizations"):
-            return None
-        tenant = (self.directory.tenant(path_tenant)
-                  if path_tenant.lower() not in RESERVED_TENANTS else None)
-        if tenant is None:
-            raise PageError(90002, f"Tenant '{path_tenant}' not found. Check to make sure you "
-                            "have the correct tenant ID and are signing into the correct cloud.")
-        return tenant
-
-    def _client(self, client_id: str | None, tenant: Tenant | None, path_tenant: str) -> App:
-        if not client_id:
-            raise PageError(900144, "The request body must contain the following parameter: "
-                            "'client_id'.")
-        client = self.directory.app(client_id)
-        if client is None or (tenant and not self.directory.app_visible_in(
-                client, tenant.tenant_id)):
-            where = tenant.tenant_id if tenant else path_tenant
-            raise PageError(700016, f"Application with identifier '{client_id}' was not found "
-                            f"in the directory '{where}'. This can happen if the application "
-                            "has not been installed by the administrator of the tenant or "
-                            "consented to by any user in the tenant. You may have sent your "
-                            "authentication request to the wrong tenant.")
-        return client
-
-    def _validate(self, params: Mapping[str, str], tenant: Tenant | None, path_tenant: str,
-                  client: App, redirect_uri: str, platform: str, mode: str) -> SignInRequest:
-        response_type = params.get("response_type")
-        if not response_type:
-            raise RedirectError("invalid_request", 900144, "The request body must contain the "
-                                "following parameter: 'response_type'.")
-        if response_type.split() != ["code"]:
-            raise RedirectError("unsupported_response_type", 700054, f"response_type "
-                                f"'{response_type}' is not enabled for the application. (The "
-                                "emulator issues authorization codes: response_type=code.)")
-        try:
-            scope = parse_scope(params.get("scope"), self.directory)
-            wants_mfa = _asks_step_up(params.get("claims"))
-        except EntraError as err:
-            raise _redirect_error(err) from err
-        if scope.resource is not None and tenant is not None and not \
-                self.directory.app_visible_in(scope.resource, tenant.tenant_id):
-            raise RedirectError("invalid_resource", 500011, f"The resource principal named "
-                                f"{scope.identifier} was not found in the tenant named "
-                                f"{tenant.tenant_id}.")
-        prompt = params.get("prompt") or None
-        if prompt is not None and prompt not in PROMPTS:
-            raise RedirectError("invalid_request", 9002313, f"Invalid request. The prompt "
-                                f"value '{prompt}' is not supported: use login, none, consent "
-                                "or select_account.")
-        challenge, method = self._pkce(params, platform)
-        return SignInRequest(
-            tenant_segment=path_tenant, tenant=tenant, client=client, redirect_uri=redirect_uri,
-            platform=platform, response_mode=mode, state=params.get("state"),
-            nonce=params.get("nonce"), scope=scope, code_challenge=challenge,
-            code_challenge_method=method, prompt=prompt, login_hint=params.get("login_hint"),
-            domain_hint=params.get("domain_hint"), wants_mfa=wants_mfa,
-            wants_client_info=params.get("client_info") == "1",
-        )
-
-    @staticmethod
-    def _pkce(params: Mapping[str, str], platform: str) -> tuple[str | None, str | None]:
-        challenge = params.get("code_challenge") or None
-        method = params.get("code_challenge_method") or None
-        if challenge is None:
-            if method is not None:
-                raise RedirectError("invalid_request", 900144, "The request body must contain "
-                                    "the following parameter: 'code_challenge'.")
-            if platform == "spa":
-                raise RedirectError("invalid_request", 9002325, "Proof Key for Code Exchange "
-                                    "is required for cross-origin authorization code "
-                                    "redemption.")
-            return None, None
-        method = method or "plain"
-        if method not in ("S256", "plain"):
-            raise RedirectError("invalid_request", 50149, f"Invalid code_challenge_method "
-                                f"'{method}': use S256.")
-        if platform == "spa" and method != "S256":
-            raise RedirectError("invalid_request", 50149, "Invalid code_challenge_method "
-                                "'plain': single-page applications must use S256.")
-        if not _CHALLENGE.fullmatch(challenge):
-            raise RedirectError("invalid_request", 501491, "Invalid size of Code_Challenge "
-                                "parameter.")
-        return challenge, method
+            return error_response(self.base, redirect_uri, mode, state, err, record)
 
     # the steps -----------------------------------------------------------------------------
     def _advance(self, req: SignInRequest, cookie: str | None,
@@ -437,7 +279,7 @@ class AuthorizeEndpoint:
             fields["state"] = req.state
         fields["session_state"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{user.oid}:{now}"))
         record["outcome"] = "code"
-        return self._respond(req.redirect_uri, req.response_mode, fields, record)
+        return respond(req.redirect_uri, req.response_mode, fields, record)
 
     # the pages' answers --------------------------------------------------------------------
     def submit(self, path_tenant: str, form: Mapping[str, str], cookie: str | None) -> Outcome:
@@ -462,7 +304,7 @@ class AuthorizeEndpoint:
                 raise PageError(None, f"Unknown sign-in step {step!r}.")
         except RedirectError as err:
             self.pending.remove(req.handle)
-            outcome = self._error_response(req.redirect_uri, req.response_mode, req.state, err,
+            outcome = error_response(self.base, req.redirect_uri, req.response_mode, req.state, err,
                                            record)
         if req.user is not None:
             outcome.record.setdefault("user", req.user.username)
@@ -544,7 +386,7 @@ class AuthorizeEndpoint:
     def logout(self, path_tenant: str, params: Mapping[str, str],
                cookie: str | None) -> Outcome:
         """Sign the browser out; back to ``post_logout_redirect_uri`` if it is registered."""
-        self._tenant(path_tenant)
+        resolve_tenant(self.directory, path_tenant)
         self.sessions.remove(cookie)
         record: dict[str, Any] = {"outcome": "signed_out"}
         target = params.get("post_logout_redirect_uri")
@@ -577,95 +419,3 @@ class AuthorizeEndpoint:
         MSAL.js sends names none)."""
         apps = [client] if client is not None else self.directory.apps()
         return any(redirect_platform(app, uri) is not None for app in apps)
-
-    # responses -----------------------------------------------------------------------------
-    @staticmethod
-    def _respond(redirect_uri: str, mode: str, fields: dict[str, str],
-                 record: dict[str, Any]) -> Outcome:
-        if mode == "form_post":
-            return Outcome(form_post=(redirect_uri, fields), record=record)
-        parts = urlsplit(redirect_uri)
-        if mode == "fragment":
-            return Outcome(location=urlunsplit(parts._replace(fragment=urlencode(fields))),
-                           status=302, record=record)
-        query = parse_qsl(parts.query, keep_blank_values=True) + list(fields.items())
-        return Outcome(location=urlunsplit(parts._replace(query=urlencode(query))), status=302,
-                       record=record)
-
-    def _error_response(self, redirect_uri: str, mode: str, state: str | None,
-                        err: RedirectError, record: dict[str, Any]) -> Outcome:
-        body = entra_error_body(EntraError(err.error, err.code, err.message),
-                                correlation_id=None, error_uri_base=self.base)
-        fields = {"error": err.error, "error_description": body["error_description"],
-                  "error_uri": body["error_uri"]}
-        if state is not None:
-            fields["state"] = state
-        record.update(outcome="error", error=err.error, error_codes=[err.code])
-        return self._respond(redirect_uri, mode, fields, record)
-
-
-# HTTP --------------------------------------------------------------------------------------
-_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
-
-
-def _html(html: str, status: int) -> Response:
-    response = Response(html, status=status, mimetype="text/html")
-    response.headers["Content-Security-Policy"] = _PAGE_CSP
-    response.headers["X-Frame-Options"] = "DENY"
-    return response
-
-
-def _to_response(outcome: Outcome, cookie_name: str) -> Response:
-    if outcome.location is not None:
-        response = Response(status=outcome.status, headers={"Location": outcome.location})
-    elif outcome.form_post is not None:
-        nonce = secrets.token_urlsafe(16)
-        response = Response(form_post_page(*outcome.form_post, nonce=nonce), mimetype="text/html")
-        response.headers["Content-Security-Policy"] = (
-            f"default-src 'none'; script-src 'nonce-{nonce}'")
-    else:
-        response = _html(outcome.html or "", outcome.status)
-    response.headers["Cache-Control"] = "no-store, no-cache"
-    response.headers["Pragma"] = "no-cache"
-    if outcome.session:
-        response.set_cookie(cookie_name, outcome.session, path="/", secure=True, httponly=True,
-                            samesite="None")
-    elif outcome.session == "":
-        response.delete_cookie(cookie_name, path="/", secure=True, httponly=True,
-                               samesite="None")
-    g.record.update(outcome.record)
-    return response
-
-
-def register_routes(app: Flask, endpoint: AuthorizeEndpoint, cookie_name: str) -> None:
-    """Add ``/authorize``, ``/login`` (the pages' forms) and ``/logout`` to the emulator."""
-
-    def answer(step: Callable[[str | None], Outcome]) -> Response:
-        try:
-            outcome = step(request.cookies.get(cookie_name))
-        except PageError as err:
-            g.record.update(outcome="page:error",
-                            error_codes=[err.code] if err.code is not None else [])
-            return _html(message_page(err.title, err.message, code=err.code), err.status)
-        return _to_response(outcome, cookie_name)
-
-    @app.get("/")
-    def index() -> Response:
-        # Somewhere for a person to accept the emulator's certificate in their browser.
-        return _html(message_page("Entra ID emulator", "Your browser reaches the emulator. Go "
-                                  "back to your application and sign in."), 200)
-
-    @app.route("/<tenant>/oauth2/v2.0/authorize", methods=["GET", "POST"])
-    def authorize(tenant: str) -> Response:
-        params = request.values.to_dict(flat=True)
-        return answer(lambda cookie: endpoint.authorize(tenant, params, cookie))
-
-    @app.post("/<tenant>/login")
-    def authorize_submit(tenant: str) -> Response:
-        form = request.form.to_dict(flat=True)
-        return answer(lambda cookie: endpoint.submit(tenant, form, cookie))
-
-    @app.route("/<tenant>/oauth2/v2.0/logout", methods=["GET", "POST"])
-    def logout(tenant: str) -> Response:
-        params = request.values.to_dict(flat=True)
-        return answer(lambda cookie: endpoint.logout(tenant, params, cookie))

@@ -34,7 +34,8 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
-from .authorize import AuthorizeEndpoint, register_routes
+from .authorize import AuthorizeEndpoint
+from .authorize_http import register_routes
 from .calls import CallLog, redact_form
 from .cors import register_cors
 from .directory import Directory
@@ -331,7 +332,8 @@ class _Handler(WSGIRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        logger.debug("%s %s -> %s", self.command, self.path, code)
+        # The path only: a query string can carry an id_token_hint or a login_hint.
+        logger.debug("%s %s -> %s", self.command, self.path.split("?", 1)[0], code)
 
     def log(self, type: str, message: str, *args: Any) -> None:
         logger.debug("werkzeug %s: " + message, type, *args)
