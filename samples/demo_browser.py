@@ -19,8 +19,7 @@ import threading
 from collections.abc import Sequence
 from contextlib import ExitStack
 
-from flask_obo.testing import EntraEmulator
-from flask_obo.testing.authorize import DEFAULT_ONE_TIME_CODE
+from flask_obo.testing import DEFAULT_ONE_TIME_CODE, EntraEmulator
 from flask_obo.testing.config import DEMO_CONFIG, apply_config, emulator_options
 
 from .demo import DemoFailure, _api_process, _free_port, _on_sigterm

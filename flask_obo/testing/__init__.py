@@ -27,6 +27,7 @@ See :mod:`~flask_obo.testing.emulator` for the whole API,
 grants and their errors, and ``python -m flask_obo.testing serve`` for a standalone server.
 """
 
+from .authorize import DEFAULT_ONE_TIME_CODE
 from .calls import fingerprint
 from .clients import EmulatorHttpClient
 from .directory import App, RegisteredCertificate, Tenant, User
@@ -37,6 +38,7 @@ from .interactive import InteractiveSignIn, Page, SignInIncomplete
 from .tls import ClientCertificate, make_client_certificate
 
 __all__ = [
+    "DEFAULT_ONE_TIME_CODE",
     "App",
     "ClientCertificate",
     "EmulatorHttpClient",
