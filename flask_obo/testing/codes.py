@@ -20,7 +20,6 @@ from typing import Generic, TypeVar
 
 __all__ = [
     "CODE_LIFETIME",
-    "PLATFORMS",
     "AuthorizationCode",
     "CodeStore",
     "PendingSignIns",
@@ -30,9 +29,6 @@ __all__ = [
 ]
 
 CODE_LIFETIME = 600  # seconds: Entra's codes live about ten minutes
-# Where a redirect URI is registered, as in the app manifest: "spa" (single-page application),
-# "web" (a server-side web app) and "public" (mobile and desktop applications).
-PLATFORMS = ("spa", "web", "public")
 _T = TypeVar("_T")
 
 
@@ -46,7 +42,7 @@ class AuthorizationCode:
 
     client_id: str
     redirect_uri: str
-    platform: str
+    platform: str  # where redirect_uri is registered: "spa", "web" or "public" (redirects.py)
     tenant_id: str
     oid: str
     scope: str

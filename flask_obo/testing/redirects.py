@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from .directory import App
 
-__all__ = ["LOOPBACK_HOSTS", "check_redirect_uris", "origin_of", "redirect_platform"]
+__all__ = ["LOOPBACK_HOSTS", "check_redirect_uris", "redirect_platform"]
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -69,8 +69,3 @@ def redirect_platform(app: App, uri: str) -> str | None:
         return "public"
     return None
 
-
-def origin_of(uri: str) -> str:
-    """``scheme://host[:port]`` of ``uri``, as a browser sends it in ``Origin``."""
-    parts = urlsplit(uri)
-    return f"{parts.scheme}://{parts.netloc}".lower()
