@@ -16,7 +16,7 @@ oid, or a fixed GUID for the bare view), so that only the protection differs:
   ``OBO_CACHE`` in the environment (JSON) selects a shared backend such as Redis.
 - ``msal_obo``: the pattern of Microsoft's Flask OBO sample (Azure-Samples/
   ms-identity-python-on-behalf-of): a module-wide MSAL ConfidentialClientApplication and
-  ``acquire_token_on_behalf_of`` on every request. The token is validated by FlaskOBO here
+  ``acquire_token_for_user`` on every request. The token is validated by FlaskOBO here
   (the sample re-downloads the JWKS and verifies with python-jose on every request, which
   would only make it slower), so the difference to ``obo_hit`` is the OBO caching alone.
 
@@ -120,13 +120,12 @@ def _msal_obo(app: Flask, settings: dict[str, Any]) -> None:
     import msal
     from flask import request
 
-    from flask_obo import current_token
-    from flask_obo._http import build_session
+    from flask_obo import build_session, current_token
 
     _with_obo(app, settings, credential=False)
     scopes = list(settings["OBO_DOWNSTREAM_APIS"][DOWNSTREAM_API]["scopes"])
     # As in the sample: one ConfidentialClientApplication for the process, MSAL's default
-    # in-memory token cache (which acquire_token_on_behalf_of does not read).
+    # in-memory token cache (which acquire_token_for_user does not read).
     client = msal.ConfidentialClientApplication(
         settings["OBO_CLIENT_ID"], client_credential=settings["OBO_CLIENT_SECRET"],
         authority=settings["OBO_AUTHORITY"], instance_discovery=False,
@@ -152,7 +151,7 @@ def _authlib(app: Flask, settings: dict[str, Any]) -> None:
     )
     from joserfc.jwk import KeySet
 
-    from flask_obo._http import build_session
+    from flask_obo import build_session
 
     validator_class = _entra_validator_class()
     authority = str(settings["OBO_AUTHORITY"]).rstrip("/")

@@ -5,7 +5,7 @@
 
 1. An OBO cache hit in microseconds (median, p99), in-process backend:
    - ``acquirer``: ``TokenAcquirer.on_behalf_of`` (key, in-process front, clock check);
-   - ``public``: ``acquire_token_on_behalf_of(api=...)`` inside a request whose token was
+   - ``public``: ``acquire_token_for_user(api=...)`` inside a request whose token was
      validated (what a view calls: adds the request-state lookups);
    - ``backend``: the same with the in-process front off, so each hit reads Flask-Caching's
      SimpleCache (unpickle + JSON), plain and AES-GCM encrypted: the cost the front saves.
@@ -29,7 +29,7 @@ from typing import Any
 
 from flask import Flask
 
-from flask_obo import FlaskOBO, acquire_token_on_behalf_of, verify_token_in_request
+from flask_obo import FlaskOBO, acquire_token_for_user, verify_token_in_request
 
 from .fixture import BenchIdentity
 from .inprocess import measure
@@ -94,17 +94,17 @@ def cache_hits(ident: BenchIdentity, hits: int) -> dict[str, tuple[float, float]
         ctx = app.test_request_context(headers={"Authorization": f"Bearer {token}"})
         ctx.push()
         verify_token_in_request()
-        acquire_token_on_behalf_of(api="down")  # fill
+        acquire_token_for_user(api="down")  # fill
         contexts.append(ctx)
         ctx.pop()
     # One request context at a time, as in a view: the call under test is the public function.
     per_user = []
     for ctx in contexts:
         ctx.push()
-        per_user.append(_time_calls(lambda _: acquire_token_on_behalf_of(api="down"),
+        per_user.append(_time_calls(lambda _: acquire_token_for_user(api="down"),
                                     max(hits // users, 200), 1))
         ctx.pop()
-    results["public acquire_token_on_behalf_of"] = (
+    results["public acquire_token_for_user"] = (
         statistics.median(p[0] for p in per_user), statistics.median(p[1] for p in per_user))
     app.extensions["obo"].acquirer.close()
     return results

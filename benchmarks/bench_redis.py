@@ -77,7 +77,7 @@ def throughput(args: argparse.Namespace, ident: BenchIdentity, redis_url: str) -
 def memory(ident: BenchIdentity, redis_url: str, entries: int) -> dict[str, Any]:
     import redis
 
-    from flask_obo import FlaskOBO, acquire_token_on_behalf_of
+    from flask_obo import FlaskOBO, acquire_token_for_user
 
     client = redis.Redis.from_url(redis_url)
     client.flushall()
@@ -88,7 +88,7 @@ def memory(ident: BenchIdentity, redis_url: str, entries: int) -> dict[str, Any]
     state = app.extensions["obo"]
     cache = state.acquirer.cache
     with app.test_request_context(headers={"Authorization": f"Bearer {ident.tokens[0]}"}):
-        token = acquire_token_on_behalf_of(api="down")  # a real downstream token
+        token = acquire_token_for_user(api="down")  # a real downstream token
     client.flushall()
     time.sleep(0.2)
     before = int(client.info("memory")["used_memory"])

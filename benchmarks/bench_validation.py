@@ -30,7 +30,8 @@ from flask import Flask, g
 from werkzeug.test import EnvironBuilder
 
 from flask_obo.context import _G_ATTR, current_token
-from flask_obo.extension import FlaskOBO, _guard, get_state
+from flask_obo.extension import FlaskOBO, _guard
+from flask_obo.state import get_state
 from flask_obo.testing import EntraEmulator
 
 BODY = "00000000-0000-0000-0000-000000000000"

@@ -14,8 +14,8 @@ as the internals change:
   finds the view not public and validates the bearer token (a repeated token: cache hit);
 - ``validator (cache hit)``: ``TokenValidator.validate_cached`` alone, outside Flask;
 - ``verify_token_in_request`` (again, after the guard): what each decorator pays;
-- ``get_downstream_session``: building the per-request session view;
-- ``acquire_token_on_behalf_of``: the public cache-hit acquisition;
+- ``get_user_session``: building the per-request session view;
+- ``acquire_token_for_user``: the public cache-hit acquisition;
 - ``session.authorization``: session plus acquisition, as ``@requires_downstream`` views do.
 """
 
@@ -33,7 +33,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.test import EnvironBuilder
 
-from flask_obo import acquire_token_on_behalf_of, get_downstream_session, verify_token_in_request
+from flask_obo import acquire_token_for_user, get_user_session, verify_token_in_request
 
 from .apps import DOWNSTREAM_API, create
 from .fixture import BenchIdentity
@@ -99,12 +99,12 @@ def breakdown(ident: BenchIdentity, *, n: int = 3000, repeats: int = 15) -> dict
         "before_request (guard)": _in_context(app, environs, app.preprocess_request),
         "verify_token_in_request again": _in_context(
             app, environs, guard_then(verify_token_in_request)),
-        "get_downstream_session": _in_context(
-            app, environs, guard_then(lambda: get_downstream_session(DOWNSTREAM_API))),
-        "acquire_token_on_behalf_of": _in_context(
-            app, environs, guard_then(lambda: acquire_token_on_behalf_of(api=DOWNSTREAM_API))),
+        "get_user_session": _in_context(
+            app, environs, guard_then(lambda: get_user_session(DOWNSTREAM_API))),
+        "acquire_token_for_user": _in_context(
+            app, environs, guard_then(lambda: acquire_token_for_user(api=DOWNSTREAM_API))),
         "session.authorization": _in_context(
-            app, environs, guard_then(lambda: get_downstream_session(DOWNSTREAM_API)
+            app, environs, guard_then(lambda: get_user_session(DOWNSTREAM_API)
                                       .authorization)),
     }
     tokens = ident.tokens
@@ -121,10 +121,10 @@ def breakdown(ident: BenchIdentity, *, n: int = 3000, repeats: int = 15) -> dict
         "before_request guard incl. validation": round(guard - base, 2),
         "  of which TokenValidator.validate_cached": round(t["validator"], 2),
         "verify_token_in_request, again": round(t["verify_token_in_request again"] - guard, 2),
-        "get_downstream_session": round(t["get_downstream_session"] - guard, 2),
-        "acquire_token_on_behalf_of (cache hit)": round(t["acquire_token_on_behalf_of"]
+        "get_user_session": round(t["get_user_session"] - guard, 2),
+        "acquire_token_for_user (cache hit)": round(t["acquire_token_for_user"]
                                                         - guard, 2),
-        "get_downstream_session().authorization": round(t["session.authorization"] - guard, 2),
+        "get_user_session().authorization": round(t["session.authorization"] - guard, 2),
     }
 
 

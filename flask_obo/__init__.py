@@ -3,6 +3,7 @@
 The public names live here; each comes from the module that owns its concern.
 """
 
+from ._http import build_session
 from .authorization import (
     requires_roles,
     requires_scopes,
@@ -11,22 +12,23 @@ from .authorization import (
     verify_scopes,
     verify_scopes_or_roles,
 )
-from .claims import TokenClaims
-from .config import ConfigError
+from .cache import AccessToken
 from .context import current_token, get_assertion, get_current_token, verify_token_in_request
 from .downstream import (
     DownstreamSession,
-    acquire_app_token,
-    acquire_token_on_behalf_of,
+    acquire_token_for_app,
+    acquire_token_for_user,
     get_app_session,
-    get_downstream_session,
-    requires_app_token,
+    get_user_session,
     requires_downstream,
+    requires_downstream_for_app,
 )
 from .errors import (
     ClaimsChallenge,
+    ConfigError,
     ConsentRequired,
     DownstreamUnavailable,
+    FlaskOBOError,
     IdentityProviderUnavailable,
     InsufficientScope,
     InvalidRequest,
@@ -36,7 +38,7 @@ from .errors import (
     UpstreamAuthError,
 )
 from .extension import FlaskOBO, public
-from .token_cache import AccessToken
+from .validation import TokenClaims
 
 __version__ = "0.1.0"
 
@@ -48,6 +50,7 @@ __all__ = [
     "DownstreamSession",
     "DownstreamUnavailable",
     "FlaskOBO",
+    "FlaskOBOError",
     "IdentityProviderUnavailable",
     "InsufficientScope",
     "InvalidRequest",
@@ -56,16 +59,17 @@ __all__ = [
     "OboError",
     "TokenClaims",
     "UpstreamAuthError",
-    "acquire_app_token",
-    "acquire_token_on_behalf_of",
+    "acquire_token_for_app",
+    "acquire_token_for_user",
+    "build_session",
     "current_token",
     "get_app_session",
     "get_assertion",
     "get_current_token",
-    "get_downstream_session",
+    "get_user_session",
     "public",
-    "requires_app_token",
     "requires_downstream",
+    "requires_downstream_for_app",
     "requires_roles",
     "requires_scopes",
     "requires_scopes_or_roles",

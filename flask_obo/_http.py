@@ -8,8 +8,6 @@ environment still apply.
 
 from __future__ import annotations
 
-import os
-import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -17,23 +15,11 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from ._fork import reset_after_fork
+
 __all__ = ["PinnedTrustSession", "build_session"]
 
 DEFAULT_USER_AGENT = "flask-obo"
-
-# Sessions built at init_app may have opened connections before a pre-forking server (gunicorn
-# --preload) forks; a child must not share those sockets with its parent or siblings.
-_SESSIONS: weakref.WeakSet[requests.Session] = weakref.WeakSet()
-
-
-def _drop_inherited_connections() -> None:
-    for session in list(_SESSIONS):
-        session.close()  # empties the pools; the next request opens a connection of its own
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_drop_inherited_connections)
-
 
 class PinnedTrustSession(requests.Session):
     """A session whose ``verify`` is not overridden by the environment's CA bundle."""
@@ -43,6 +29,12 @@ class PinnedTrustSession(requests.Session):
         self.pinned_verify = ca_bundle
         if ca_bundle is not None:
             self.verify = ca_bundle
+        # Built at init_app, it may have opened connections before a pre-forking server
+        # forks; a child must not share those sockets with its parent or siblings.
+        reset_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        self.close()  # empties the pools; the next request opens a connection of its own
 
     def merge_environment_settings(
         self,
@@ -88,5 +80,4 @@ def build_session(
     session.headers["User-Agent"] = DEFAULT_USER_AGENT
     if headers:
         session.headers.update(headers)
-    _SESSIONS.add(session)
     return session

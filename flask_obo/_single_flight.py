@@ -12,19 +12,17 @@ import contextlib
 import logging
 import os
 import threading
-import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-__all__ = ["FlightTimeout", "SingleFlight"]
+from ._fork import reset_after_fork
+from .errors import FlightTimeout
+
+__all__ = ["SingleFlight"]
 
 T = TypeVar("T")
 log = logging.getLogger("flask_obo.cache")
-
-
-class FlightTimeout(Exception):
-    """A follower gave up waiting for the leader's result."""
 
 
 class _Flight(Generic[T]):
@@ -42,7 +40,12 @@ class SingleFlight(Generic[T]):
     def __init__(self, *, background_workers: int = 2) -> None:
         self._workers = background_workers
         self._reset()
-        _INSTANCES.add(self)
+        # A forked worker inherits the parent's flights, whose leaders do not exist in it,
+        # and maybe a held lock: it starts with none, and builds its own thread pool.
+        reset_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        self._reset()
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
@@ -120,16 +123,3 @@ class SingleFlight(Generic[T]):
         if executor is not None and self._executor_pid == os.getpid():
             executor.shutdown(wait=True)
 
-
-# A forked worker (gunicorn --preload) inherits the parent's flights, whose leaders do not
-# exist in it, and maybe a held lock: it starts with none, and builds its own thread pool.
-_INSTANCES: weakref.WeakSet[SingleFlight[Any]] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for instance in list(_INSTANCES):
-        instance._reset()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

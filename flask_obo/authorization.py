@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 
 from flask import current_app
 
-from .claims import TokenClaims
 from .context import verify_token_in_request
 from .errors import InsufficientScope
+from .validation import TokenClaims
 
 __all__ = [
     "requires_roles",

@@ -1,37 +1,25 @@
 """``flask obo``: commands that check a deployment's configuration in plain words.
 
-``flask obo check`` runs every function in ``CHECKS`` in order. A check takes the app's
-``OboState`` and yields ``CheckResult``s; another module adds its own with ``register_check``
-(for example, proving that the app's credential works).
+``flask obo check`` runs the checks of ``CHECKS`` in order, then those an app added with
+``flask_obo.checks.register_check``. A check takes the app's ``OboState`` and yields
+``CheckResult``s; each concern's check lives in the module that owns the concern.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from .authority import AuthorityError
-from .extension import OboState
+from .acquisition import check_credential
+from .cache.backends import check_token_cache
+from .checks import EXTRA_CHECKS, Check, CheckResult
+from .errors import AuthorityError
+from .state import OboState
 
-__all__ = ["CHECKS", "CheckResult", "obo_cli", "register_check"]
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One line of ``flask obo check``: what was checked, whether it is fine, what to do."""
-
-    ok: bool
-    title: str
-    detail: str = ""
-    #: a problem worth knowing that does not make the check fail
-    warning: bool = False
-
-
-Check = Callable[[OboState], Iterable[CheckResult]]
+__all__ = ["CHECKS", "obo_cli"]
 
 
 def check_configuration(state: OboState) -> Iterator[CheckResult]:
@@ -84,15 +72,9 @@ def _key_fits(key_type: str, algorithms: Iterable[str]) -> bool:
                or (alg[:2] in ("RS", "PS") and wanted == "RSA") for alg in algorithms)
 
 
-#: The checks ``flask obo check`` runs, in order.
-CHECKS: list[Check] = [check_configuration, check_authority, check_credential_configured]
-
-
-def register_check(check: Check) -> Check:
-    """Add a check to ``flask obo check`` (once); usable as a decorator."""
-    if check not in CHECKS:
-        CHECKS.append(check)
-    return check
+#: The checks ``flask obo check`` runs, in order (then the app's own, ``register_check``).
+CHECKS: tuple[Check, ...] = (check_configuration, check_authority, check_credential_configured,
+                             check_credential, check_token_cache)
 
 
 obo_cli = AppGroup("obo", help="flask-obo: check the protected API's configuration.")
@@ -107,7 +89,7 @@ def check_command() -> None:
               "obo.init_app(app) in the app factory.")
         raise SystemExit(1)
     failed = 0
-    for check in list(CHECKS):
+    for check in (*CHECKS, *EXTRA_CHECKS):
         try:
             results = list(check(state))
         except Exception as exc:  # one broken check must not hide the others' findings

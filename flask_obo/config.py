@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -15,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["DEFAULTS", "MULTI_TENANT_SEGMENTS", "ConfigError", "DownstreamApi", "OboConfig"]
+from .errors import ConfigError
+
+__all__ = ["DEFAULTS", "MULTI_TENANT_SEGMENTS", "DownstreamApi", "OboConfig", "is_guid"]
 
 # Authority segments that stand for "any tenant": tokens carry the caller's own tid.
 MULTI_TENANT_SEGMENTS = frozenset({"common", "organizations"})
@@ -52,11 +55,12 @@ DEFAULTS: dict[str, Any] = {
     "OBO_CLIENT_CAPABILITIES": (),  # ("CP1",): this API handles CAE claims challenges
 }
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
-class ConfigError(RuntimeError):
-    """A configuration value that flask-obo cannot work with; the message says what to do."""
+def is_guid(value: str) -> bool:
+    """Whether ``value`` is a GUID (tenant and client ids), in either case."""
+    return _GUID.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ class OboConfig:
             raise ConfigError("OBO_CLIENT_ASSERTION must be a callable returning a signed JWT, or "
                               "the path of a file holding one (e.g. AZURE_FEDERATED_TOKEN_FILE).")
         downstream_timeout = get.number("OBO_DOWNSTREAM_TIMEOUT", minimum=0.1)
-        downstream_retries = int(get.number("OBO_DOWNSTREAM_RETRIES", minimum=0))
+        downstream_retries = get.integer("OBO_DOWNSTREAM_RETRIES", minimum=0, maximum=10)
         apis = _downstream_apis(get.raw("OBO_DOWNSTREAM_APIS"), downstream_timeout,
                                 downstream_retries)
         cache = get.raw("OBO_CACHE")
@@ -171,16 +175,16 @@ class OboConfig:
             audiences=frozenset(audiences),
             allowed_tenants=allowed,
             accepted_versions=frozenset(versions),
-            clock_skew=int(get.number("OBO_CLOCK_SKEW", minimum=0, maximum=3600)),
+            clock_skew=get.integer("OBO_CLOCK_SKEW", minimum=0, maximum=3600),
             algorithms=tuple(algorithms),
-            max_token_bytes=int(get.number("OBO_MAX_TOKEN_BYTES", minimum=512)),
+            max_token_bytes=get.integer("OBO_MAX_TOKEN_BYTES", minimum=512),
             ca_bundle=ca_bundle,
             realm=realm if realm is not None else f"api://{client_id}",
             public_endpoints=frozenset(get.str_list("OBO_PUBLIC_ENDPOINTS") or ()),
             http_timeout=get.number("OBO_HTTP_TIMEOUT", minimum=0.1),
             metadata_refresh_interval=get.number("OBO_METADATA_REFRESH_INTERVAL", minimum=1),
             jwks_min_refetch_interval=get.number("OBO_JWKS_MIN_REFETCH_INTERVAL", minimum=0),
-            validated_cache_size=int(get.number("OBO_VALIDATED_TOKEN_CACHE_SIZE", minimum=0)),
+            validated_cache_size=get.integer("OBO_VALIDATED_TOKEN_CACHE_SIZE", minimum=0),
             client_secret=secret,
             client_certificate=certificate,
             client_assertion=assertion,
@@ -188,10 +192,10 @@ class OboConfig:
             cache=cache,
             cache_key_prefix=get.text("OBO_CACHE_KEY_PREFIX") or "",
             cache_encryption_keys=_encryption_keys(get.raw("OBO_CACHE_ENCRYPTION_KEY")),
-            cache_expiry_margin=int(get.number("OBO_CACHE_EXPIRY_MARGIN", minimum=0)),
-            cache_refresh_ahead=int(get.number("OBO_CACHE_REFRESH_AHEAD", minimum=0)),
+            cache_expiry_margin=get.integer("OBO_CACHE_EXPIRY_MARGIN", minimum=0),
+            cache_refresh_ahead=get.integer("OBO_CACHE_REFRESH_AHEAD", minimum=0),
             cache_lock_timeout=get.number("OBO_CACHE_LOCK_TIMEOUT", minimum=0.1),
-            cache_local_size=int(get.number("OBO_CACHE_LOCAL_SIZE", minimum=0)),
+            cache_local_size=get.integer("OBO_CACHE_LOCAL_SIZE", minimum=0),
             downstream_timeout=downstream_timeout,
             downstream_retries=downstream_retries,
             client_capabilities=get.str_list("OBO_CLIENT_CAPABILITIES") or (),
@@ -229,14 +233,33 @@ class _Getter:
 
     def number(self, key: str, *, minimum: float | None = None,
                maximum: float | None = None) -> float:
-        value = self.raw(key)
+        return _number(key, self.raw(key), minimum=minimum, maximum=maximum)
+
+    def integer(self, key: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+        return int(_number(key, self.raw(key), minimum=minimum, maximum=maximum, integer=True))
+
+
+def _number(where: str, value: Any, *, minimum: float | None = None,
+            maximum: float | None = None, integer: bool = False) -> float:
+    """A finite number in range; strings from environment variables are parsed. ``True`` is
+    not 1 here, and NaN (which compares false with every bound) is no number at all."""
+    kind = "a whole number" if integer else "a number"
+    number: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
         try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key} must be a number, not {value!r}.") from None
-        if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-            raise ConfigError(f"{key}={value!r} is out of range [{minimum}, {maximum}].")
-        return number
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number) or (integer and not number.is_integer()):
+        raise ConfigError(f"{where} must be {kind}, not {value!r}.")
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        bounds = (f"between {minimum:g} and {maximum:g}" if minimum is not None
+                  and maximum is not None else f"at least {minimum:g}" if minimum is not None
+                  else f"at most {maximum:g}")
+        raise ConfigError(f"{where}={value!r} is out of range: use {kind} {bounds}.")
+    return number
 
 
 def _parse_authority(value: Any) -> tuple[str, str, str]:
@@ -266,10 +289,10 @@ def _allowed_tenants(listed: tuple[str, ...] | None, tenant: str) -> frozenset[s
             )
         # Single tenant: tid must be the authority's own (checked only if it is a GUID;
         # a domain-named tenant is pinned by the issuer instead).
-        return frozenset({tenant.lower()}) if _GUID.match(tenant) else None
+        return frozenset({tenant.lower()}) if is_guid(tenant) else None
     if "*" in listed:
         return None
-    bad = [t for t in listed if not _GUID.match(t)]
+    bad = [t for t in listed if not is_guid(t)]
     if bad:
         raise ConfigError(f"OBO_ALLOWED_TENANTS has {bad!r}: list tenant IDs (GUIDs) or '*'.")
     return frozenset(t.lower() for t in listed)
@@ -300,11 +323,9 @@ def _downstream_apis(value: Any, timeout: float, retries: int) -> dict[str, Down
         if base_url is not None and (not isinstance(base_url, str)
                                      or urlsplit(base_url).scheme not in ("https", "http")):
             raise ConfigError(f"{where}['base_url'] must be an http(s) URL, not {base_url!r}.")
-        try:
-            api_timeout = float(spec.get("timeout", timeout))
-            api_retries = int(spec.get("retries", retries))
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: timeout and retries must be numbers.") from None
+        api_timeout = _number(f"{where}['timeout']", spec.get("timeout", timeout), minimum=0.1)
+        api_retries = int(_number(f"{where}['retries']", spec.get("retries", retries), minimum=0,
+                                  maximum=10, integer=True))
         apis[str(name)] = DownstreamApi(
             name=str(name),
             scopes=tuple(scopes),

@@ -13,15 +13,14 @@ from typing import TYPE_CHECKING, NoReturn
 from flask import current_app, g, request
 from werkzeug.local import LocalProxy
 
-from .claims import TokenClaims
 from .errors import InvalidRequest, InvalidToken, MissingToken, OboError
 from .signals import token_rejected, token_validated
+from .state import OboState, get_state
+from .validation import TokenClaims
 
 if TYPE_CHECKING:
     from flask import Flask, Request
     from flask.ctx import _AppCtxGlobals
-
-    from .extension import OboState
 
 __all__ = [
     "current_token",
@@ -67,8 +66,6 @@ def verify_token_in_request(optional: bool = False) -> TokenClaims | None:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     state = app.extensions.get("obo")
     if state is None:
-        from .extension import get_state
-
         state = get_state(app)  # raises the clear error
     return verify_request(app, request._get_current_object(),  # type: ignore[attr-defined]
                           state, optional=optional)

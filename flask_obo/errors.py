@@ -1,8 +1,13 @@
-"""The errors a client of a flask-obo API receives, as werkzeug HTTPExceptions.
+"""Every exception flask-obo raises, under one root: ``except FlaskOBOError`` catches them all.
 
-Each carries its own RFC 6750 ``WWW-Authenticate`` header and an RFC 9457
-``application/problem+json`` body, so it renders correctly even where an app's error handlers
-are bypassed. An app can replace the rendering with ``FlaskOBO(error_renderer=...)``.
+- ``OboError`` and its subclasses are what a client of a flask-obo API receives: werkzeug
+  HTTPExceptions that carry their own RFC 6750 ``WWW-Authenticate`` header and an RFC 9457
+  ``application/problem+json`` body, so they render correctly even where an app's error
+  handlers are bypassed. An app can replace the rendering with ``FlaskOBO(error_renderer=...)``.
+- ``ConfigError``, ``AuthorityError``, ``CredentialUnavailable`` and ``FlightTimeout`` are
+  the operator's side: a configuration to fix, an authority that cannot be reached, a client
+  assertion that cannot be produced, a wait that was given up.
+
 Nothing here ever holds a token: descriptions are short, fixed phrases.
 """
 
@@ -24,9 +29,14 @@ if TYPE_CHECKING:
     from werkzeug.wrappers.request import Request as WSGIRequest
 
 __all__ = [
+    "AuthorityError",
     "ClaimsChallenge",
+    "ConfigError",
     "ConsentRequired",
+    "CredentialUnavailable",
     "DownstreamUnavailable",
+    "FlaskOBOError",
+    "FlightTimeout",
     "IdentityProviderUnavailable",
     "InsufficientScope",
     "InvalidRequest",
@@ -56,7 +66,27 @@ def bearer_challenge(params: Mapping[str, str | None]) -> str:
     return "Bearer " + ", ".join(parts)
 
 
-class OboError(HTTPException):
+class FlaskOBOError(Exception):
+    """The root of every exception flask-obo raises."""
+
+
+class ConfigError(FlaskOBOError, RuntimeError):
+    """A configuration value that flask-obo cannot work with; the message says what to do."""
+
+
+class AuthorityError(FlaskOBOError):
+    """The authority's metadata or keys could not be fetched; the message says what to fix."""
+
+
+class CredentialUnavailable(FlaskOBOError, RuntimeError):
+    """The client assertion could not be produced when a token request needed it."""
+
+
+class FlightTimeout(FlaskOBOError):
+    """A caller gave up waiting for another caller's identical identity-provider call."""
+
+
+class OboError(FlaskOBOError, HTTPException):
     """Base class: an HTTP error with a problem+json body and an optional Bearer challenge."""
 
     # None on the base class: Flask files an errorhandler(OboError) under "any code", so it
@@ -210,7 +240,7 @@ class ClaimsChallenge(OboError):
     def challenge_params(self) -> dict[str, str | None]:
         params = super().challenge_params()
         encoded = base64.b64encode(self.claims.encode()).decode()
-        return {"realm": "", "authorization_uri": self.authorization_uri,
+        return {"realm": params["realm"], "authorization_uri": self.authorization_uri,
                 "error": params["error"], "error_description": params["error_description"],
                 "claims": encoded}
 

@@ -4,29 +4,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Blueprint, Flask, Request, current_app, request
-from werkzeug.sansio.response import Response as SansIOResponse
 
-from ._http import PinnedTrustSession, build_session
-from .config import DEFAULTS, ConfigError, OboConfig
+from ._http import build_session
+from .acquisition import create_acquirer
+from .cli import obo_cli
+from .config import DEFAULTS, OboConfig
 from .context import verify_request
+from .downstream.session import DownstreamPools
+from .errors import ConfigError
+from .state import ErrorRenderer, OboState, get_state
+from .validation import create_validator
 
 if TYPE_CHECKING:
     from flask_caching import Cache
 
-    from .errors import OboError
-    from .obo import TokenAcquirer
-    from .validation import TokenValidator
-
-__all__ = ["FlaskOBO", "OboState", "get_state", "public"]
+__all__ = ["FlaskOBO", "public"]
 
 log = logging.getLogger("flask_obo")
 
 F = TypeVar("F", bound=Callable[..., Any])
-ErrorRenderer = Callable[["OboError"], SansIOResponse]
 
 _PUBLIC_ATTR = "_flask_obo_public"
 
@@ -35,32 +34,6 @@ def public(view: F) -> F:
     """Mark a view as needing no token (health checks, discovery documents)."""
     setattr(view, _PUBLIC_ATTR, True)
     return view
-
-
-@dataclass(eq=False)
-class OboState:
-    """Everything flask-obo keeps for one app, in ``app.extensions["obo"]``."""
-
-    config: OboConfig
-    http: PinnedTrustSession  # pooled, trusts OBO_CA_BUNDLE; for the authority and MSAL
-    validator: TokenValidator
-    acquirer: TokenAcquirer | None = None  # None: a validation-only API (no credential)
-    error_renderer: ErrorRenderer | None = None
-    public_blueprints: set[str] = field(default_factory=set)
-    #: endpoint -> public? Decided once per endpoint: views cannot change after the first request.
-    public_endpoint_cache: dict[str, bool] = field(default_factory=dict)
-
-
-def get_state(app: Flask | None = None) -> OboState:
-    """The app's flask-obo state; a clear RuntimeError where FlaskOBO was never initialised."""
-    app = app or current_app
-    try:
-        state: OboState = app.extensions["obo"]
-    except KeyError:
-        raise RuntimeError(
-            "flask-obo is not initialised on this app: call FlaskOBO(app) or obo.init_app(app)."
-        ) from None
-    return state
 
 
 class FlaskOBO:
@@ -75,9 +48,12 @@ class FlaskOBO:
         *,
         cache: Cache | None = None,
         error_renderer: ErrorRenderer | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._cache = cache
         self._error_renderer = error_renderer
+        # Epoch seconds for every token lifetime and schedule; tests pass one they control.
+        self._clock = clock
         if app is not None:
             self.init_app(app)
 
@@ -95,22 +71,18 @@ class FlaskOBO:
                 "OBO_CLIENT_CERTIFICATE or OBO_CLIENT_ASSERTION."
             )
         http = build_session(config.ca_bundle)
-
-        from .obo import create_acquirer
-        from .validation import create_validator
-
         state = OboState(
             config=config,
             http=http,
-            validator=create_validator(config, http),
+            validator=create_validator(config, http, clock=self._clock),
             error_renderer=self._error_renderer,
         )
         # Credentials are loaded (and refused) here, not at the first request.
-        state.acquirer = create_acquirer(app, config, http, self._cache)
+        state.acquirer = create_acquirer(app, config, http, self._cache, clock=self._clock)
+        if state.acquirer is not None:
+            state.pools = DownstreamPools(config)
         app.extensions["obo"] = state
         app.register_blueprint(_blueprint())
-        from .cli import obo_cli
-
         if "obo" not in app.cli.commands:
             app.cli.add_command(obo_cli)
 

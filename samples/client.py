@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import msal
 import requests
 
-from flask_obo._http import build_session
+from flask_obo import build_session
 
 _PARAM = re.compile(r'(\w+)="([^"]*)"')
 

@@ -22,8 +22,8 @@ from flask_cors import CORS
 from flask_obo import (
     DownstreamSession,
     current_token,
-    requires_app_token,
     requires_downstream,
+    requires_downstream_for_app,
     requires_scopes,
 )
 
@@ -48,7 +48,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     @app.get("/api/service-status")
     @requires_scopes("access_as_user")
-    @requires_app_token(api=DOWNSTREAM)
+    @requires_downstream_for_app(api=DOWNSTREAM)
     def service_status(downstream: DownstreamSession) -> tuple[dict[str, Any], int]:
         # An app-only token (client credentials): the downstream API sees the middle tier
         # itself, with the app roles it was granted, not the user.

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 from click.testing import Result
-from conftest import MakeApp
 from flask import Flask
+from support.apps import MakeApp
 
-from flask_obo.cli import CHECKS, CheckResult, register_check
-from flask_obo.extension import OboState
+from flask_obo.checks import EXTRA_CHECKS, CheckResult, register_check
+from flask_obo.state import OboState
 from flask_obo.testing import App
 from flask_obo.testing.pytest_plugin import EntraTestHelper
 
@@ -88,7 +88,7 @@ def extra_check() -> Iterator[list[OboState]]:
     try:
         yield calls
     finally:
-        CHECKS.remove(credential_works)
+        EXTRA_CHECKS.remove(credential_works)
 
 
 def test_registered_checks_run_and_fail_the_command(make_app: MakeApp,

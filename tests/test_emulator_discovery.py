@@ -8,8 +8,10 @@ import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from emulator_fixtures import assert_entra_error, b64url, claims_of, header_of, session_for
 from joserfc.jwk import RSAKey
+from support.checks import assert_entra_error
+from support.jose import b64url, claims_of, header_of
+from support.world import session_for
 
 from flask_obo.testing import EntraEmulator
 from flask_obo.testing.pytest_plugin import EntraTestHelper

@@ -6,15 +6,10 @@ import base64
 import json
 
 import pytest
-from emulator_fixtures import (
-    World,
-    assert_entra_error,
-    post_token,
-    session_for,
-    world_fixture,  # noqa: F401 - the world fixture
-)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.checks import assert_entra_error
+from support.world import World, post_token, session_for
 
 from flask_obo.testing import EntraEmulator
 from flask_obo.testing.pytest_plugin import EntraTestHelper

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from flask_obo._http import build_session
+from flask_obo import build_session
 
 
 def _name(cn: str) -> x509.Name:

@@ -16,16 +16,14 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import BaseWSGIServer, make_server
 
-from flask_obo.testing import App, EntraEmulator, User
+from flask_obo.testing import App, EntraEmulator, LoopbackServer, User
 from flask_obo.testing.pytest_plugin import EntraTestHelper
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,22 +60,6 @@ def browser_ready() -> None:
         pytest.skip(reason)
 
 
-class _LateApp:
-    """A WSGI app to be named after its server is bound (the SPA's origin names its port)."""
-
-    app: Any = None
-
-    def __call__(self, environ: Any, start_response: Any) -> Any:
-        return self.app(environ, start_response)
-
-
-def _serve(app: Any, host: str = "127.0.0.1") -> BaseWSGIServer:
-    server = make_server(host, 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                     daemon=True).start()
-    return server
-
-
 @dataclass
 class Stack:
     """The emulator, both sample APIs and the SPA, as a person would run them."""
@@ -99,30 +81,26 @@ def stack(browser_ready: None, entra_emulator: EntraEmulator) -> Iterator[Stack]
     down = emu.register_app("browser downstream", scopes=["read"], roles=["Reader"])
     emu.grant_consent(client=middle, resource=down, scopes=["read"], roles=["Reader"])
     base = {"OBO_AUTHORITY": emu.authority(), "OBO_CA_BUNDLE": emu.ca_bundle}
-    late = _LateApp()
-    servers = [_serve(late, host="localhost")]
-    origin = f"http://localhost:{servers[0].port}"
+    # The SPA's origin names its port, so its server is bound before its app is built.
+    page = LoopbackServer(None, host="localhost")
+    origin = page.url.rstrip("/")
     spa = emu.register_app("SPA sample",
                            spa_redirect_uris=[f"{origin}/", f"{origin}/redirect.html"])
-    servers.append(_serve(downstream_api.create_app({**base, "OBO_CLIENT_ID": down.client_id})))
-    servers.append(_serve(middle_tier.create_app({
+    downstream = LoopbackServer(downstream_api.create_app(
+        {**base, "OBO_CLIENT_ID": down.client_id}))
+    api = LoopbackServer(middle_tier.create_app({
         **base, "OBO_CLIENT_ID": middle.client_id, "OBO_CLIENT_SECRET": "mt-secret",
-        "OBO_DOWNSTREAM_APIS": {"profile": {
-            "base_url": f"http://127.0.0.1:{servers[1].port}/v1.0/",
-            "scopes": [f"{down.app_id_uri}/read"]}},
+        "OBO_DOWNSTREAM_APIS": {"profile": {"base_url": f"{downstream.url}v1.0/",
+                                            "scopes": [f"{down.app_id_uri}/read"]}},
         "CORS_ORIGINS": [origin],
-    })))
-    late.app = spa_server.create_app({
+    }))
+    page.app = spa_server.create_app({
         "SPA_AUTHORITY": emu.authority(), "SPA_CLIENT_ID": spa.client_id,
         "SPA_API_SCOPE": f"{middle.app_id_uri}/access_as_user",
-        "SPA_API_URL": f"http://127.0.0.1:{servers[2].port}",
+        "SPA_API_URL": api.url.rstrip("/"),
     })
-    try:
+    with page, downstream, api:
         yield Stack(emu, spa, middle, down, origin)
-    finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()
 
 
 @pytest.fixture(scope="module")

@@ -20,33 +20,40 @@
                                                   password="pw")        # or a real browser
         emu.public_client(cli).acquire_token_by_auth_code_flow(flow, done.params)
 
-Clients trust ``emu.ca_bundle`` (build sessions with ``flask_obo._http.build_session``).
+Clients trust ``emu.ca_bundle`` (build sessions with ``flask_obo.build_session``).
 See :mod:`~flask_obo.testing.emulator` for the whole API,
 :mod:`~flask_obo.testing.pytest_plugin` for the ``entra_emulator`` and ``entra`` fixtures,
 :mod:`~flask_obo.testing.faults` for fault injection, :mod:`~flask_obo.testing.grants` for the
-grants and their errors, and ``python -m flask_obo.testing serve`` for a standalone server.
+grants and their errors, :mod:`~flask_obo.testing.downstream` for a downstream API stand-in, and
+``python -m flask_obo.testing serve`` for a standalone server.
 """
 
 from .authorize import DEFAULT_ONE_TIME_CODE
 from .calls import fingerprint
 from .clients import EmulatorHttpClient
 from .directory import App, RegisteredCertificate, Tenant, User
+from .downstream import DownstreamCall, DownstreamStandIn
 from .emulator import EntraEmulator
 from .errors import EntraError
-from .faults import Fault, FaultInjector
+from .faults import Fault, FaultInjector, Hold
 from .interactive import InteractiveSignIn, Page, SignInIncomplete
+from .loopback import LoopbackServer
 from .tls import ClientCertificate, make_client_certificate
 
 __all__ = [
     "DEFAULT_ONE_TIME_CODE",
     "App",
     "ClientCertificate",
+    "DownstreamCall",
+    "DownstreamStandIn",
     "EmulatorHttpClient",
     "EntraEmulator",
     "EntraError",
     "Fault",
     "FaultInjector",
+    "Hold",
     "InteractiveSignIn",
+    "LoopbackServer",
     "Page",
     "RegisteredCertificate",
     "SignInIncomplete",

@@ -22,7 +22,8 @@ from __future__ import annotations
 import secrets
 import tempfile
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -122,6 +123,17 @@ class EntraEmulator:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+    @contextmanager
+    def unreachable(self) -> Iterator[None]:
+        """An outage: the port is closed (connections refused) inside the ``with`` block, then
+        served again on the same port, with the same keys, apps, users and call log."""
+        self._server.stop()
+        try:
+            yield
+        finally:
+            self._server = EmulatorServer(self.port, self._wsgi, self._tls.server_context())
+            self._server.start()
 
     # addresses -----------------------------------------------------------------------------
     @property
@@ -372,6 +384,13 @@ class EntraEmulator:
                                                       extra_claims=extra_claims)
         return token
 
+    def auth_header(self, user: User, resource: AppRef, *, scopes: Iterable[str] | None = None,
+                    **kwargs: Any) -> dict[str, str]:
+        """``{"Authorization": "Bearer <a user token for resource>"}``, for a test client's
+        ``headers=``; ``scopes`` and ``kwargs`` as for :meth:`issue_user_token`."""
+        token = self.issue_user_token(user, resource=resource, scopes=scopes, **kwargs)
+        return {"Authorization": f"Bearer {token}"}
+
     def issue_app_token(self, client: AppRef, *, resource: AppRef,
                         roles: Iterable[str] | None = None, lifetime: int | None = None,
                         version: int | None = None, tenant: str | None = None,
@@ -446,6 +465,11 @@ class EntraEmulator:
 
     def reset_calls(self) -> None:
         self._calls.reset()
+
+    def on_call(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``listener`` with each call's record (as :meth:`calls` returns them), once the
+        call is answered; ``python -m flask_obo.testing serve`` logs requests this way."""
+        self._calls.subscribe(listener)
 
     @property
     def internal_errors(self) -> list[str]:

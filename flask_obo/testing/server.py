@@ -19,6 +19,7 @@ cannot stall the others.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import socket
 import ssl
@@ -120,6 +121,9 @@ def _apply_fault(services: Services, fault: Fault) -> Response | None:
     if fault.kind == "delay":
         time.sleep(fault.delay)
         return None
+    if fault.kind == "hold" and fault.hold is not None:
+        fault.hold.wait()
+        return None
     if fault.kind == "drop":
         g.record["status"] = None
         services.calls.add(g.record)
@@ -127,6 +131,9 @@ def _apply_fault(services: Services, fault: Fault) -> Response | None:
         raise DropConnection()
     if fault.kind == "malformed":
         return Response(_GARBAGE, status=200, content_type="application/json")
+    if fault.kind == "json":  # json.dumps writes NaN and Infinity, as a broken server might
+        return Response(json.dumps(fault.body), status=fault.status,
+                        content_type="application/json; charset=utf-8")
     error = "server_error" if fault.status == 500 else "temporarily_unavailable"
     err = EntraError(error, 50000, "There was an error issuing a token or an issue with our "
                      "sign-in service (a fault injected in the emulator).", status=fault.status)

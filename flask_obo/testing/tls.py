@@ -2,7 +2,7 @@
 
 Everything here is generated in memory at start with ``cryptography`` and written to a private
 temporary directory; nothing touches the system trust store. Clients trust the emulator by
-pointing at :attr:`ServerTLS.ca_bundle` (see ``flask_obo._http.build_session``).
+pointing at :attr:`ServerTLS.ca_bundle` (see ``flask_obo.build_session``).
 """
 
 from __future__ import annotations

@@ -27,17 +27,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from .config import ConfigError, OboConfig
+from ..config import OboConfig
+from ..errors import ConfigError, CredentialUnavailable
 
-__all__ = ["AssertionFile", "ClientCredential", "CredentialUnavailable", "load_credential"]
+__all__ = ["AssertionFile", "ClientCredential", "load_credential"]
 
 log = logging.getLogger("flask_obo")
 
 _CERT_KEYS = frozenset({"private_key", "certificate", "pfx", "password", "send_x5c"})
-
-
-class CredentialUnavailable(RuntimeError):
-    """The client assertion could not be produced when a token request needed it."""
 
 
 @dataclass(frozen=True, eq=False)

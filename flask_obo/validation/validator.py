@@ -27,20 +27,19 @@ from joserfc.errors import JoseError
 from joserfc.jwa import JWSAlgModel
 from joserfc.jws import JWSRegistry
 
-from ._http import PinnedTrustSession
+from .._http import PinnedTrustSession
+from ..config import OboConfig, is_guid
+from ..errors import InvalidToken
 from .authority import Authority, UnknownSigningKey
 from .claims import TokenClaims
-from .config import OboConfig
-from .errors import InvalidToken
 
-__all__ = ["TokenClaims", "TokenValidator", "create_validator"]
+__all__ = ["REASONS", "TokenValidator", "create_validator"]
 
 log = logging.getLogger("flask_obo.validation")
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
 # The last character of a segment whose length is 2 or 3 (mod 4) may only take these values.
 _CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
-_GUID = re.compile(r"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}", re.IGNORECASE)
 _MAX_HEADER_CHARS = 2048
 _MAX_TIME = 1e11  # year 5138
 # Headers that would let a token name its own key, or change how it is processed.
@@ -192,7 +191,7 @@ class TokenValidator:
         if not isinstance(version, str) or version not in self._versions:
             _reject("version")
         tid = claims.get("tid")
-        if not isinstance(tid, str) or not _GUID.fullmatch(tid):
+        if not isinstance(tid, str) or not is_guid(tid):
             _reject("tenant")
         expected_issuer = self.authority.issuer(version, tid)
         if expected_issuer is None or claims.get("iss") != expected_issuer:
@@ -241,11 +240,6 @@ class TokenValidator:
                 self._cache.clear()
                 self._cache_generation = generation
 
-    def clear_cache(self) -> None:
-        """Forget every validated token (they will be fully validated again)."""
-        with self._cache_lock:
-            self._cache.clear()
-
 
 def _decode_header(segment: str) -> dict[str, Any]:
     if len(segment) > _MAX_HEADER_CHARS:
@@ -291,6 +285,10 @@ def _is_time(value: Any) -> TypeGuard[float]:
             and 0 <= value < _MAX_TIME)
 
 
-def create_validator(config: OboConfig, http: PinnedTrustSession) -> TokenValidator:
-    """The validator ``FlaskOBO.init_app`` stores in ``app.extensions["obo"]``."""
-    return TokenValidator(config, Authority(config, http))
+def create_validator(config: OboConfig, http: PinnedTrustSession, *,
+                     clock: Callable[[], float] | None = None) -> TokenValidator:
+    """The validator ``FlaskOBO.init_app`` stores in ``app.extensions["obo"]``; ``clock``
+    (epoch seconds) drives token lifetimes and the authority's schedule alike."""
+    if clock is None:
+        return TokenValidator(config, Authority(config, http))
+    return TokenValidator(config, Authority(config, http, clock=clock), clock=clock)

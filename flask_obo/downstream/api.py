@@ -1,9 +1,20 @@
-"""Calling downstream APIs as the caller: ``@requires_downstream``, ``@requires_app_token``
-and the public functions beneath them.
+"""Calling downstream APIs as the caller or as the app, in pairs named as
+Microsoft.Identity.Web's ...ForUser / ...ForApp:
 
-The decorators validate the caller first, then hand the view a ``DownstreamSession``
-(``session.py``) that acquires its token on first use; the functions work without them.
-OBO exchanges only delegated (user) tokens: an app-only caller gets a 403.
+=============================  ==================================
+as the signed-in user (OBO)    as the app (client credentials)
+=============================  ==================================
+``@requires_downstream``       ``@requires_downstream_for_app``
+``get_user_session``           ``get_app_session``
+``acquire_token_for_user``     ``acquire_token_for_app``
+=============================  ==================================
+
+The user forms validate the caller first (OBO exchanges only delegated tokens: an app-only
+caller gets a 403). The app forms act as the app whoever called: they rely on the guard, which
+has validated the caller of every view that is not public; on a ``@public`` view they make an
+anonymous proxy with the app's identity, which is sometimes the point (a public status page)
+and otherwise a mistake. The decorators hand the view a ``DownstreamSession`` (``session.py``)
+that acquires its token on first use; the functions work without them.
 """
 
 from __future__ import annotations
@@ -12,26 +23,25 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+import requests
 from flask import current_app
 
-from .claims import TokenClaims
-from .config import DownstreamApi
-from .context import get_assertion, verify_token_in_request
-from .errors import InsufficientScope
-from .extension import get_state
-from .obo import TokenAcquirer
-from .session import DownstreamPools, DownstreamSession
-from .token_cache import AccessToken
+from ..acquisition import TokenAcquirer
+from ..cache import AccessToken
+from ..config import DownstreamApi
+from ..context import get_assertion, verify_token_in_request
+from ..errors import InsufficientScope
+from ..state import OboState, get_state
+from ..validation import TokenClaims
+from .session import DownstreamSession
 
 __all__ = [
-    "DownstreamPools",
-    "DownstreamSession",
-    "acquire_app_token",
-    "acquire_token_on_behalf_of",
+    "acquire_token_for_app",
+    "acquire_token_for_user",
     "get_app_session",
-    "get_downstream_session",
-    "requires_app_token",
+    "get_user_session",
     "requires_downstream",
+    "requires_downstream_for_app",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -39,7 +49,7 @@ Scopes = Iterable[str] | str | None
 
 
 # the public functions ----------------------------------------------------------------------
-def _acquirer(state: Any) -> TokenAcquirer:
+def _acquirer(state: OboState) -> TokenAcquirer:
     acquirer: TokenAcquirer | None = state.acquirer
     if acquirer is None:
         raise RuntimeError("flask-obo has no credential for this app, so it cannot call "
@@ -48,7 +58,7 @@ def _acquirer(state: Any) -> TokenAcquirer:
     return acquirer
 
 
-def _resolve(state: Any, scopes: Scopes, api: str | None) -> tuple[tuple[str, ...],
+def _resolve(state: OboState, scopes: Scopes, api: str | None) -> tuple[tuple[str, ...],
                                                                    DownstreamApi | None]:
     spec: DownstreamApi | None = None
     if api is not None:
@@ -74,8 +84,8 @@ def _user_caller() -> TokenClaims:
     return caller
 
 
-def acquire_token_on_behalf_of(scopes: Scopes = None, *, api: str | None = None,
-                               claims: str | None = None) -> AccessToken:
+def acquire_token_for_user(scopes: Scopes = None, *, api: str | None = None,
+                           claims: str | None = None) -> AccessToken:
     """A downstream token for the caller of this request (validating the request first).
 
     ``scopes``, or ``api`` (a name in ``OBO_DOWNSTREAM_APIS``) for its configured scopes.
@@ -90,8 +100,8 @@ def acquire_token_on_behalf_of(scopes: Scopes = None, *, api: str | None = None,
                                          user=caller.oid or "")
 
 
-def acquire_app_token(scopes: Scopes = None, *, api: str | None = None,
-                      tenant: str | None = None, claims: str | None = None) -> AccessToken:
+def acquire_token_for_app(scopes: Scopes = None, *, api: str | None = None,
+                          tenant: str | None = None, claims: str | None = None) -> AccessToken:
     """An app-only token (client credentials) for the resource of ``scopes`` or ``api``.
 
     For a multi-tenant API the tenant is ``tenant``, else the validated caller's.
@@ -101,14 +111,20 @@ def acquire_app_token(scopes: Scopes = None, *, api: str | None = None,
     return _acquirer(state).app_token(wanted, tenant=_app_tenant(state, tenant), claims=claims)
 
 
-def _app_tenant(state: Any, tenant: str | None) -> str | None:
+def _pool(state: OboState, spec: DownstreamApi | None) -> requests.Session:
+    pools = state.pools
+    assert pools is not None  # built with the acquirer
+    return pools.by_api[spec.name] if spec is not None else pools.default
+
+
+def _app_tenant(state: OboState, tenant: str | None) -> str | None:
     if tenant is None and state.config.is_multi_tenant:
         caller = verify_token_in_request(optional=True)
         return caller.tid if caller is not None else None
     return tenant
 
 
-def get_downstream_session(api: str | None = None, scopes: Scopes = None) -> DownstreamSession:
+def get_user_session(api: str | None = None, scopes: Scopes = None) -> DownstreamSession:
     """A session that calls ``api`` (or any URL, with ``scopes``) as this request's caller.
 
     Validates the request first. An API configured with ``app_only: True`` gets the app's own
@@ -122,9 +138,9 @@ def get_downstream_session(api: str | None = None, scopes: Scopes = None) -> Dow
         return get_app_session(api, scopes)
     caller = _user_caller()
     if spec is None:
-        return DownstreamSession(acquirer, acquirer.pools.default, wanted, base_url=None,
+        return DownstreamSession(acquirer, _pool(state, None), wanted, base_url=None,
                                  timeout=state.config.downstream_timeout, caller=caller)
-    return DownstreamSession(acquirer, acquirer.pools.by_api[spec.name], wanted,
+    return DownstreamSession(acquirer, _pool(state, spec), wanted,
                              base_url=spec.base_url, timeout=spec.timeout, caller=caller)
 
 
@@ -134,8 +150,8 @@ def get_app_session(api: str | None = None, scopes: Scopes = None, *,
     state = get_state()
     acquirer = _acquirer(state)
     wanted, spec = _resolve(state, scopes, api)
-    pool = acquirer.pools.by_api[spec.name] if spec is not None else acquirer.pools.default
-    return DownstreamSession(acquirer, pool, wanted, base_url=spec.base_url if spec else None,
+    return DownstreamSession(acquirer, _pool(state, spec), wanted,
+                             base_url=spec.base_url if spec else None,
                              timeout=spec.timeout if spec else state.config.downstream_timeout,
                              tenant=_app_tenant(state, tenant))
 
@@ -153,7 +169,7 @@ def requires_downstream(scopes: Scopes = None, *, api: str | None = None,
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            kwargs[arg] = get_downstream_session(api, scopes)  # validates the request first
+            kwargs[arg] = get_user_session(api, scopes)  # validates the request first
             return current_app.ensure_sync(view)(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
@@ -161,10 +177,14 @@ def requires_downstream(scopes: Scopes = None, *, api: str | None = None,
     return decorator
 
 
-def requires_app_token(scopes: Scopes = None, *, api: str | None = None,
-                       arg: str = "downstream") -> Callable[[F], F]:
-    """Pass a ``DownstreamSession`` that calls ``api`` with the app's own token."""
-    _check_args("requires_app_token", scopes, api)
+def requires_downstream_for_app(scopes: Scopes = None, *, api: str | None = None,
+                                arg: str = "downstream") -> Callable[[F], F]:
+    """Pass a ``DownstreamSession`` that calls ``api`` with the app's own token.
+
+    It validates nothing itself: the guard has already refused a view that is not public
+    without a valid token; on a ``@public`` view, anyone may make the app call ``api``.
+    """
+    _check_args("requires_downstream_for_app", scopes, api)
 
     def decorator(view: F) -> F:
         @functools.wraps(view)

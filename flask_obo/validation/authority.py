@@ -19,10 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,11 +30,12 @@ import requests
 import urllib3
 from joserfc.jwk import ECKey, Key, RSAKey
 
-from ._http import PinnedTrustSession
-from .config import OboConfig
-from .errors import IdentityProviderUnavailable
+from .._fork import reset_after_fork
+from .._http import PinnedTrustSession
+from ..config import OboConfig
+from ..errors import AuthorityError, IdentityProviderUnavailable
 
-__all__ = ["Authority", "AuthorityError", "Metadata", "UnknownSigningKey"]
+__all__ = ["Authority", "Metadata", "UnknownSigningKey"]
 
 log = logging.getLogger("flask_obo.authority")
 
@@ -46,10 +45,6 @@ _FAILED_REFRESH_RETRY = 60.0  # seconds between background attempts while the au
 _INITIAL_RETRY = 5.0  # at most one initial fetch per this many seconds while it fails
 # Public members only: a JWKS that (wrongly) carries private parts must not make us hold them.
 _PUBLIC_MEMBERS = {"RSA": ("n", "e"), "EC": ("crv", "x", "y")}
-
-
-class AuthorityError(Exception):
-    """The authority's metadata or keys could not be fetched; the message says what to fix."""
 
 
 class UnknownSigningKey(Exception):
@@ -88,10 +83,9 @@ class Authority:
         self._refreshing = False
         self._initial_retry_at = 0.0
         self._last_forced_refetch = -math.inf
-        self._last_error: str | None = None
-        _INSTANCES.add(self)
+        reset_after_fork(self)
 
-    def _after_fork(self) -> None:
+    def after_fork_in_child(self) -> None:
         # A forked worker inherits the parent's locks as they were: held by a refresh thread
         # that does not exist in the child, they would never be released, and the key set
         # would never be fetched again (a forced refetch would even wait forever).
@@ -111,11 +105,6 @@ class Authority:
     def metadata(self) -> Metadata | None:
         """The current snapshot, or None if nothing was fetched yet."""
         return self._metadata
-
-    @property
-    def last_error(self) -> str | None:
-        """Why the last fetch failed (plain words), or None if it succeeded."""
-        return self._last_error
 
     def issuer(self, version: str, tenant_id: str) -> str | None:
         """The exact issuer a token of ``version`` from ``tenant_id`` must carry."""
@@ -234,15 +223,11 @@ class Authority:
         """Fetch (discovery and) keys and publish a new snapshot. Caller holds the lock."""
         previous = self._metadata
         issuers: Mapping[str, str]
-        try:
-            if discovery or previous is None:
-                issuers, jwks_uri = self._discover()
-            else:
-                issuers, jwks_uri = previous.issuers, previous.jwks_uri
-            keys, fingerprint = self._fetch_keys(jwks_uri)
-        except AuthorityError as exc:
-            self._last_error = str(exc)
-            raise
+        if discovery or previous is None:
+            issuers, jwks_uri = self._discover()
+        else:
+            issuers, jwks_uri = previous.issuers, previous.jwks_uri
+        keys, fingerprint = self._fetch_keys(jwks_uri)
         generation = 1
         if previous is not None:
             generation = previous.generation + (previous.fingerprint != fingerprint)
@@ -251,7 +236,6 @@ class Authority:
         if previous is not None and previous.fingerprint != fingerprint:
             log.info("flask-obo: signing keys changed: %s", sorted(keys))
         self._metadata = metadata
-        self._last_error = None
         if discovery or previous is None:
             self._refresh_due = self._clock() + self._config.metadata_refresh_interval
         return metadata
@@ -332,18 +316,6 @@ class Authority:
         if not isinstance(document, dict):
             raise AuthorityError(f"{url} did not return a JSON object ({what}).")
         return document
-
-
-_INSTANCES: weakref.WeakSet[Authority] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for instance in list(_INSTANCES):
-        instance._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _string_field(document: Mapping[str, Any], name: str, where: str) -> str:

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -24,27 +22,32 @@ from urllib.parse import urlsplit
 import msal
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
+from .._single_flight import SingleFlight
+from ..cache import AccessToken, OboTokenCache, build_token_cache
+from ..checks import CheckResult
+from ..config import OboConfig, is_guid
+from ..errors import (
+    ConfigError,
+    FlightTimeout,
+    IdentityProviderUnavailable,
+    InvalidToken,
+    OboError,
+    UpstreamAuthError,
+)
+from ..signals import downstream_token_acquired, obo_failed
 from ._msal import MsalHttp, NoStore, NoTokenCache, error_codes, exception_error, result_error
-from ._single_flight import FlightTimeout, SingleFlight
-from .config import ConfigError, OboConfig
 from .credentials import ClientCredential, load_credential
-from .errors import IdentityProviderUnavailable, InvalidToken, OboError, UpstreamAuthError
-from .signals import downstream_token_acquired, obo_failed
-from .token_cache import AccessToken, OboTokenCache, build_token_cache
 
 if TYPE_CHECKING:
     from flask import Flask
 
-    from ._http import PinnedTrustSession
-    from .cli import CheckResult
-    from .extension import OboState
-    from .session import DownstreamPools
+    from .._http import PinnedTrustSession
+    from ..state import OboState
 
 __all__ = ["TokenAcquirer", "app_scopes", "check_credential", "create_acquirer"]
 
 log = logging.getLogger("flask_obo.obo")
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
 _GRAPH = "https://graph.microsoft.com"
 # MSAL apps kept (one per tenant): a multi-tenant API open to any tenant would otherwise keep
@@ -54,21 +57,20 @@ _MAX_EXPIRES_IN = 86_400
 
 
 def create_acquirer(app: Flask, config: OboConfig, http: PinnedTrustSession,
-                    cache: Any | None) -> TokenAcquirer | None:
+                    cache: Any | None, *,
+                    clock: Callable[[], float] | None = None) -> TokenAcquirer | None:
     """The app's acquirer, or None for an API that only validates tokens (no credential)."""
     credential = load_credential(config)
     if credential is None:
         return None
-    from .session import DownstreamPools
-
     for api in config.downstream_apis.values():
         reserved = _RESERVED_SCOPES.intersection(api.scopes)
         if reserved:
             raise ConfigError(f"OBO_DOWNSTREAM_APIS[{api.name!r}]['scopes'] has {sorted(reserved)}"
                               ": list only the downstream API's own scopes.")
     acquirer = TokenAcquirer(config, http, credential,
-                             build_token_cache(app, config, cache, credential),
-                             DownstreamPools(config), sender=app)
+                             build_token_cache(app, config, cache, credential, clock=clock),
+                             sender=app)
     log.info("flask-obo: on-behalf-of enabled for client %s with a %s", config.client_id,
              credential.description)
     return acquirer
@@ -78,11 +80,10 @@ class TokenAcquirer:
     """Acquires, caches and maps errors for downstream tokens of one app."""
 
     def __init__(self, config: OboConfig, http: PinnedTrustSession, credential: ClientCredential,
-                 cache: OboTokenCache, pools: DownstreamPools, *, sender: Any = None) -> None:
+                 cache: OboTokenCache, *, sender: Any = None) -> None:
         self.config = config
         self.credential = credential
         self.cache = cache
-        self.pools = pools
         self._http = MsalHttp(http, config.http_timeout)
         self._clients: dict[str, msal.ConfidentialClientApplication] = {}
         self._clients_lock = threading.Lock()  # writers only; reads are plain dict lookups
@@ -131,7 +132,7 @@ class TokenAcquirer:
         if tid is None:
             raise ValueError(f"OBO_AUTHORITY is multi-tenant ('{self.config.tenant}'): pass the "
                              "tenant id to use (a token's tid).")
-        if not _GUID.match(tid):
+        if not is_guid(tid):
             raise InvalidToken(reason="tenant", description="The token's tenant id is invalid.")
         return tid.lower()
 
@@ -172,8 +173,8 @@ class TokenAcquirer:
                    for entries in app.token_cache._cache.values())
 
     def close(self) -> None:
+        """Wait for background refreshes to finish and release their threads."""
         self.cache.close()
-        self.pools.close()
 
     # the flow --------------------------------------------------------------------------------
     def _acquire(self, key: str, fetch: Callable[[], AccessToken], scopes: tuple[str, ...],
@@ -182,7 +183,7 @@ class TokenAcquirer:
         if claims is None:
             token = cache.get(key)  # the hit path: a dict lookup and a clock check
             if token is not None:
-                if token.refresh_on <= time.time():
+                if token.refresh_on <= cache.clock():
                     cache.refresh_in_background(key, lambda: self._announce(
                         fetch(), scopes, app_only))
                 self._signal_acquired(scopes, "cache", app_only)
@@ -205,14 +206,14 @@ class TokenAcquirer:
 
     def _obo(self, tenant: str, assertion: str, scopes: tuple[str, ...], claims: str | None,
              user: str) -> AccessToken:
-        started = time.time()
+        started = self.cache.clock()
         result = self._call("on_behalf_of", tenant, scopes, user, lambda app: (
             app.acquire_token_on_behalf_of(assertion, list(scopes), claims_challenge=claims)))
         return self._token(result, started, "on_behalf_of", tenant, scopes, user)
 
     def _client_credentials(self, tenant: str, scopes: tuple[str, ...],
                             claims: str | None) -> AccessToken:
-        started = time.time()
+        started = self.cache.clock()
         result = self._call("client_credentials", tenant, scopes, "app", lambda app: (
             app.acquire_token_for_client(list(scopes), claims_challenge=claims)))
         return self._token(result, started, "client_credentials", tenant, scopes, "app")
@@ -256,7 +257,7 @@ class TokenAcquirer:
                 reason="malformed_response"))
         log.debug("flask-obo: %s token for user=%s tenant=%s scopes=%s, expires in %d s (%.0f ms)",
                   grant, _user_hash(tenant, user), tenant, " ".join(scopes), expires_in,
-                  (time.time() - started) * 1000)
+                  (self.cache.clock() - started) * 1000)
         return AccessToken(token, started + expires_in, scopes)
 
     # errors ----------------------------------------------------------------------------------
@@ -336,8 +337,6 @@ def _user_hash(tenant: str, user: str) -> str:
 # flask obo check -----------------------------------------------------------------------------
 def check_credential(state: OboState) -> Iterator[CheckResult]:
     """Prove the credential works: a client-credentials call to the identity provider."""
-    from .cli import CheckResult
-
     acquirer = state.acquirer
     if acquirer is None:
         return
@@ -370,18 +369,11 @@ def check_credential(state: OboState) -> Iterator[CheckResult]:
         yield CheckResult(False, "credential", f"could not reach the identity provider to try "
                           f"{acquirer.credential.description} ({exc.reason}).")
         return
+    valid = int(token.expires_on - acquirer.cache.clock())
     yield CheckResult(True, "credential", f"{acquirer.credential.description}: app token for "
-                      f"{scopes[0]} obtained (valid {int(token.expires_on - time.time())} s)")
+                      f"{scopes[0]} obtained (valid {valid} s)")
 
 
 def _aadsts(exc: OboError) -> str:
     return ",".join(f"AADSTS{c}" for c in sorted(exc.extra.get("aadsts", ()))) or ""
 
-
-def _register_check() -> None:
-    from .cli import register_check
-
-    register_check(check_credential)
-
-
-_register_check()

@@ -24,26 +24,15 @@ import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._entry_codec import EntryCodec
-from ._single_flight import FlightTimeout, SingleFlight
-from .config import ConfigError, OboConfig
+from .._single_flight import SingleFlight
+from ._codec import EntryCodec
 
-if TYPE_CHECKING:
-    from flask import Flask
-
-    from .credentials import ClientCredential
-
-__all__ = ["AccessToken", "FlightTimeout", "OboTokenCache", "build_token_cache", "cache_key"]
+__all__ = ["AccessToken", "OboTokenCache", "cache_key"]
 
 log = logging.getLogger("flask_obo.cache")
 
-#: Backends that several processes share: entries there are readable by other hosts.
-SHARED_BACKENDS = frozenset({
-    "RedisCache", "RedisSentinelCache", "RedisClusterCache", "MemcachedCache",
-    "SASLMemcachedCache", "SpreadSASLMemcachedCache", "FileSystemCache", "UWSGICache",
-})
 _BACKEND_RETRY_AFTER = 5.0  # seconds a failed backend is bypassed before the next attempt
 _LOG_INTERVAL = 60.0
 
@@ -67,10 +56,9 @@ class AccessToken:
 
 
 def cache_key(prefix: str, kind: str, client_id: str, tenant: str, subject: str,
-              scopes: Iterable[str], claims: str | None = None) -> str:
+              scopes: Iterable[str]) -> str:
     """``prefix`` + SHA-256 over the parts. ``subject`` is already a hash (or empty)."""
-    material = "\x1f".join((kind, client_id, tenant.lower(), subject, " ".join(scopes),
-                            claims or ""))
+    material = "\x1f".join((kind, client_id, tenant.lower(), subject, " ".join(scopes), ""))
     return prefix + hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -110,8 +98,14 @@ class OboTokenCache:
         wait_timeout: float = 20.0,
         local_size: int = 4096,
         lock_factory: Callable[[str], AbstractContextManager[Any]] | None = None,
+        shared: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.backend = backend  # a flask_caching / cachelib BaseCache, or None (front only)
+        #: whether other processes and hosts read the backend's entries (then they are sealed)
+        self.shared = shared
+        #: epoch seconds, for token lifetimes (tests pass a clock they control)
+        self.clock = clock
         self.prefix = prefix
         self.codec = EntryCodec(tuple(encryption_keys))
         self.expiry_margin = expiry_margin
@@ -124,20 +118,15 @@ class OboTokenCache:
         self._backend_down_until = 0.0
         self._last_log = 0.0
 
-    @property
-    def shared(self) -> bool:
-        return (getattr(self.backend, "shared", False) is True
-                or type(self.backend).__name__ in SHARED_BACKENDS)
-
     def key(self, kind: str, client_id: str, tenant: str, subject: str,
-            scopes: Iterable[str], claims: str | None = None) -> str:
-        return cache_key(self.prefix, kind, client_id, tenant, subject, scopes, claims)
+            scopes: Iterable[str]) -> str:
+        return cache_key(self.prefix, kind, client_id, tenant, subject, scopes)
 
     # reads ---------------------------------------------------------------------------------
     def get(self, key: str) -> AccessToken | None:
         """A usable token (before its expiry minus the margin), or None."""
         hit = self.local.entries.get(key)
-        if hit is not None and time.time() < hit[1]:
+        if hit is not None and self.clock() < hit[1]:
             return hit[0]
         return self._get_from_backend(key)
 
@@ -151,7 +140,7 @@ class OboTokenCache:
             return None
         token_str, expires_on, refresh_on, scopes = entry
         usable_until = expires_on - self.expiry_margin
-        if time.time() >= usable_until:
+        if self.clock() >= usable_until:
             return None
         token = AccessToken(token_str, expires_on, scopes, refresh_on)
         self.local.put(key, token, usable_until)
@@ -160,7 +149,7 @@ class OboTokenCache:
     # writes --------------------------------------------------------------------------------
     def set(self, key: str, token: AccessToken) -> AccessToken:
         """Store ``token`` until its expiry minus the margin; returns it with ``refresh_on`` set."""
-        now = time.time()
+        now = self.clock()
         usable_until = token.expires_on - self.expiry_margin
         ttl = usable_until - now
         if ttl < 1:
@@ -211,7 +200,7 @@ class OboTokenCache:
             with self._lock_factory(key):
                 # Another process may have refreshed it while we waited for the lock.
                 again = self._get_from_backend(key)
-                if again is not None and again.refresh_on > time.time():
+                if again is not None and again.refresh_on > self.clock():
                     return again
                 return self.set(key, fetch())
 
@@ -236,70 +225,3 @@ class OboTokenCache:
                           getattr(self.backend, "backend_name", type(self.backend).__name__),
                           op, type(exc).__name__, _BACKEND_RETRY_AFTER)
             return None
-
-
-def build_token_cache(app: Flask, config: OboConfig, cache: Any | None,
-                      credential: ClientCredential | None = None) -> OboTokenCache:
-    """The app's token cache: over ``cache`` (a flask_caching.Cache or a backend), else a
-    backend built from ``OBO_CACHE``, else an in-process ``SimpleCache``. A shared backend
-    encrypts (a key derived from ``credential`` unless keys are configured); Redis also locks."""
-    from ._shared_cache import shared_cache_parts
-
-    return OboTokenCache(
-        **shared_cache_parts(config, _resolve_backend(app, config, cache), credential),
-        prefix=config.cache_key_prefix,
-        expiry_margin=config.cache_expiry_margin,
-        refresh_ahead=config.cache_refresh_ahead,
-        # Outlast the leader's worst case: the Redis lock wait (lock timeout + 1 s), then MSAL's
-        # discovery and the token call, each bounded by the HTTP timeout, plus one retry.
-        wait_timeout=config.cache_lock_timeout + 1 + 3 * config.http_timeout,
-        local_size=config.cache_local_size,
-    )
-
-
-def _resolve_backend(app: Flask, config: OboConfig, cache: Any | None) -> Any:
-    from flask_caching import Cache
-
-    if cache is not None:
-        if isinstance(cache, Cache):
-            backend = app.extensions.get("cache", {}).get(cache)
-            if backend is None:
-                raise ConfigError(
-                    "FlaskOBO(cache=...) got a flask_caching.Cache that is not initialised on "
-                    "this app: call cache.init_app(app) (or Cache(app)) before FlaskOBO.init_app."
-                )
-            return backend
-        if all(callable(getattr(cache, op, None)) for op in ("get", "set", "delete")):
-            return cache
-        raise ConfigError("FlaskOBO(cache=...) must be a flask_caching.Cache or a Flask-Caching "
-                          f"backend, not {type(cache).__name__}.")
-    if config.cache is not None:
-        from ._redis_store import with_redis_defaults
-
-        settings = with_redis_defaults(config.cache)  # short Redis timeouts unless set
-        if not settings.get("CACHE_TYPE"):
-            raise ConfigError("OBO_CACHE needs a CACHE_TYPE, e.g. {'CACHE_TYPE': 'RedisCache', "
-                              "'CACHE_REDIS_URL': 'redis://localhost:6379/0'}.")
-        if settings["CACHE_TYPE"] in ("NullCache", "null", "flask_caching.backends.NullCache"):
-            raise ConfigError("OBO_CACHE with CACHE_TYPE NullCache would make every request "
-                              "call the identity provider: leave OBO_CACHE unset for the "
-                              "in-process cache, or name a real backend.")
-        private = Cache(with_jinja2_ext=False, config=settings)
-        try:
-            private.init_app(app, settings)
-        except ImportError as exc:
-            raise ConfigError(f"OBO_CACHE could not build its Flask-Caching backend: {exc}"
-                              ) from None
-        except (ValueError, TypeError) as exc:
-            # Not the message: a URL parser quotes the part it choked on, and in a Redis URL
-            # whose password holds a '/' or '#', that part is the password.
-            raise ConfigError(
-                f"OBO_CACHE could not build its Flask-Caching backend ({type(exc).__name__}): "
-                "check CACHE_TYPE and CACHE_OPTIONS, and that CACHE_REDIS_URL is "
-                "redis://[:password@]host:port/db with the password URL-encoded "
-                "(urllib.parse.quote(password, safe=''))."
-            ) from None
-        return app.extensions["cache"][private]
-    from flask_caching.backends.simplecache import SimpleCache
-
-    return SimpleCache(threshold=max(config.cache_local_size * 4, 10_000), default_timeout=300)

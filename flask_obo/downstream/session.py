@@ -27,15 +27,15 @@ import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from ._http import build_session
-from .claims import TokenClaims
-from .config import OboConfig
-from .context import get_assertion
-from .errors import ClaimsChallenge, DownstreamUnavailable, UpstreamAuthError
-from .token_cache import AccessToken
+from .._http import build_session
+from ..cache import AccessToken
+from ..config import OboConfig
+from ..context import get_assertion
+from ..errors import ClaimsChallenge, DownstreamUnavailable, UpstreamAuthError
+from ..validation import TokenClaims
 
 if TYPE_CHECKING:
-    from .obo import TokenAcquirer
+    from ..acquisition import TokenAcquirer
 
 __all__ = ["DownstreamPools", "DownstreamSession"]
 

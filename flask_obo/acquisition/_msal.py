@@ -7,7 +7,7 @@ exceptions on the way to the identity provider turned into the answers clients g
 - ``NoStore`` as MSAL's ``http_cache`` turns off its throttling replay: MSAL would answer one
   user's 5xx to every user of the same scopes for seconds, and replay a 400 (say, consent
   missing) for a minute after an admin fixed it.
-- ``NoTokenCache``: ``acquire_token_on_behalf_of`` never reads MSAL's cache, which would
+- ``NoTokenCache``: ``acquire_token_for_user`` never reads MSAL's cache, which would
   otherwise keep every user's tokens for ever; ``OboTokenCache`` is the cache.
 - ``result_error``: Entra's error answers (as MSAL returns them) as the errors clients get:
   a claims challenge, consent, an invalid assertion, or this API's own fault.
@@ -26,9 +26,10 @@ from urllib.parse import quote
 import msal
 import requests
 
-from .errors import (
+from ..errors import (
     ClaimsChallenge,
     ConsentRequired,
+    CredentialUnavailable,
     IdentityProviderUnavailable,
     InvalidToken,
     OboError,
@@ -41,8 +42,6 @@ __all__ = ["IdpHttpError", "MsalHttp", "NoStore", "NoTokenCache", "error_codes",
 
 def exception_error(exc: Exception) -> OboError:
     """An exception on the way to the identity provider, as the answer the client gets."""
-    from .credentials import CredentialUnavailable
-
     if isinstance(exc, IdpHttpError):
         return IdentityProviderUnavailable(reason=f"http_{exc.status}", retry_after=exc.retry_after)
     if isinstance(exc, requests.Timeout):

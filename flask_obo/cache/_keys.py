@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ._entry_codec import key_id
-from .config import ConfigError, OboConfig
+from ..config import OboConfig
+from ..errors import ConfigError
+from ._codec import key_id
 
 if TYPE_CHECKING:
-    from .credentials import ClientCredential
+    from ..acquisition.credentials import ClientCredential
 
 __all__ = ["derive_cache_key", "encryption_keys_for"]
 

@@ -1,0 +1,148 @@
+"""The backend under the token cache, chosen at init_app, and its line in ``flask obo check``.
+
+- The backend: the Flask-Caching ``Cache`` handed to ``FlaskOBO(cache=...)``, else one built
+  from ``OBO_CACHE``, else an in-process ``SimpleCache``.
+- A Redis backend is reached through ``RedisEntryStore`` (raw bytes on the primary) and gets a
+  cross-process lock per key (``RedisLocks``), so N processes make one identity-provider call
+  per key between them.
+- A shared backend (Redis, memcached, a shared directory) always encrypts its entries: with the
+  configured keys, or with one derived from the app's credential (``_keys``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from flask_caching import Cache
+from flask_caching.backends.simplecache import SimpleCache
+
+from ..checks import CheckResult
+from ..config import OboConfig
+from ..errors import ConfigError
+from ._keys import encryption_keys_for
+from ._redis_lock import RedisLocks
+from ._redis_store import RedisEntryStore, is_redis_backend, with_redis_defaults
+from .token_cache import OboTokenCache
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from ..acquisition.credentials import ClientCredential
+    from ..state import OboState
+
+__all__ = ["SHARED_BACKENDS", "build_token_cache", "check_token_cache"]
+
+#: Backends that several processes share: entries there are readable by other hosts.
+SHARED_BACKENDS = frozenset({
+    "RedisCache", "RedisSentinelCache", "RedisClusterCache", "MemcachedCache",
+    "SASLMemcachedCache", "SpreadSASLMemcachedCache", "FileSystemCache", "UWSGICache",
+})
+
+
+def build_token_cache(app: Flask, config: OboConfig, cache: Any | None,
+                      credential: ClientCredential | None = None, *,
+                      clock: Callable[[], float] | None = None) -> OboTokenCache:
+    """The app's token cache: over ``cache`` (a flask_caching.Cache or a backend), else a
+    backend built from ``OBO_CACHE``, else an in-process ``SimpleCache``. A shared backend
+    encrypts (a key derived from ``credential`` unless keys are configured); Redis also locks."""
+    backend = _resolve_backend(app, config, cache)
+    name = type(backend).__name__
+    lock_factory = None
+    if is_redis_backend(backend):
+        backend = RedisEntryStore(backend)
+        lock_factory = RedisLocks(backend, ttl=config.cache_lock_timeout)
+    shared = getattr(backend, "shared", False) is True or name in SHARED_BACKENDS
+    return OboTokenCache(
+        backend,
+        encryption_keys=encryption_keys_for(config, credential, name, shared),
+        lock_factory=lock_factory,
+        shared=shared,
+        prefix=config.cache_key_prefix,
+        expiry_margin=config.cache_expiry_margin,
+        refresh_ahead=config.cache_refresh_ahead,
+        # Outlast the leader's worst case: the Redis lock wait (lock timeout + 1 s), then MSAL's
+        # discovery and the token call, each bounded by the HTTP timeout, plus one retry.
+        wait_timeout=config.cache_lock_timeout + 1 + 3 * config.http_timeout,
+        local_size=config.cache_local_size,
+        clock=clock or time.time,
+    )
+
+
+def _resolve_backend(app: Flask, config: OboConfig, cache: Any | None) -> Any:
+    if cache is not None:
+        if isinstance(cache, Cache):
+            backend = app.extensions.get("cache", {}).get(cache)
+            if backend is None:
+                raise ConfigError(
+                    "FlaskOBO(cache=...) got a flask_caching.Cache that is not initialised on "
+                    "this app: call cache.init_app(app) (or Cache(app)) before FlaskOBO.init_app."
+                )
+            return backend
+        if all(callable(getattr(cache, op, None)) for op in ("get", "set", "delete")):
+            return cache
+        raise ConfigError("FlaskOBO(cache=...) must be a flask_caching.Cache or a Flask-Caching "
+                          f"backend, not {type(cache).__name__}.")
+    if config.cache is not None:
+        settings = with_redis_defaults(config.cache)  # short Redis timeouts unless set
+        if not settings.get("CACHE_TYPE"):
+            raise ConfigError("OBO_CACHE needs a CACHE_TYPE, e.g. {'CACHE_TYPE': 'RedisCache', "
+                              "'CACHE_REDIS_URL': 'redis://localhost:6379/0'}.")
+        if settings["CACHE_TYPE"] in ("NullCache", "null", "flask_caching.backends.NullCache"):
+            raise ConfigError("OBO_CACHE with CACHE_TYPE NullCache would make every request "
+                              "call the identity provider: leave OBO_CACHE unset for the "
+                              "in-process cache, or name a real backend.")
+        private = Cache(with_jinja2_ext=False, config=settings)
+        try:
+            private.init_app(app, settings)
+        except ImportError as exc:
+            raise ConfigError(f"OBO_CACHE could not build its Flask-Caching backend: {exc}"
+                              ) from None
+        except (ValueError, TypeError) as exc:
+            # Not the message: a URL parser quotes the part it choked on, and in a Redis URL
+            # whose password holds a '/' or '#', that part is the password.
+            raise ConfigError(
+                f"OBO_CACHE could not build its Flask-Caching backend ({type(exc).__name__}): "
+                "check CACHE_TYPE and CACHE_OPTIONS, and that CACHE_REDIS_URL is "
+                "redis://[:password@]host:port/db with the password URL-encoded "
+                "(urllib.parse.quote(password, safe=''))."
+            ) from None
+        return app.extensions["cache"][private]
+    return SimpleCache(threshold=max(config.cache_local_size * 4, 10_000), default_timeout=300)
+
+
+def check_token_cache(state: OboState) -> Iterator[CheckResult]:
+    """``flask obo check``: where tokens are cached, whether encrypted, and Redis answering."""
+    if state.acquirer is None:
+        return
+    cache = state.acquirer.cache
+    backend = cache.backend
+    name = getattr(backend, "backend_name", type(backend).__name__)
+    if not cache.codec.encrypts:
+        encryption = "not encrypted (in-process)"
+    elif state.config.cache_encryption_keys:
+        count = len(state.config.cache_encryption_keys)
+        encryption = f"encrypted with OBO_CACHE_ENCRYPTION_KEY ({count} key(s))"
+    else:
+        encryption = "encrypted with a key derived from the credential"
+    if not isinstance(backend, RedisEntryStore):
+        yield CheckResult(True, "token cache", f"{name}, {encryption}")
+        return
+    probe = f"{state.config.cache_key_prefix}check:{secrets.token_hex(8)}"
+    try:  # what the cache does: a write, a read, a delete
+        backend.set(probe, b"flask obo check", 5)
+        answered = backend.get(probe) == b"flask obo check"
+        backend.delete(probe)
+    except Exception as exc:
+        yield CheckResult(False, "token cache", f"{name} did not answer ({type(exc).__name__}: "
+                          f"{exc}): check OBO_CACHE's address, password and network. Requests "
+                          "are still served meanwhile, each process calling the identity "
+                          "provider for itself.")
+        return
+    if not answered:
+        yield CheckResult(False, "token cache", f"{name} did not return what was just written "
+                          "to it: entries would never be shared.")
+        return
+    yield CheckResult(True, "token cache", f"{name} answers (write, read, delete), {encryption}")

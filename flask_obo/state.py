@@ -1,0 +1,62 @@
+"""``OboState``: everything flask-obo keeps for one app, in ``app.extensions["obo"]``.
+
+A leaf module: the extension builds the state, every other module reads it through
+``get_state``, and none of them needs to import the extension to do so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from flask import Flask, current_app
+from werkzeug.sansio.response import Response as SansIOResponse
+
+if TYPE_CHECKING:
+    from ._http import PinnedTrustSession
+    from .acquisition import TokenAcquirer
+    from .config import OboConfig
+    from .downstream.session import DownstreamPools
+    from .errors import OboError
+    from .validation import TokenValidator
+
+__all__ = ["ErrorRenderer", "OboState", "get_state"]
+
+ErrorRenderer = Callable[["OboError"], SansIOResponse]
+
+
+@dataclass(eq=False)
+class OboState:
+    """The app's configuration and the objects built from it once, at init_app."""
+
+    config: OboConfig
+    http: PinnedTrustSession  # pooled, trusts OBO_CA_BUNDLE; for the authority and MSAL
+    validator: TokenValidator
+    acquirer: TokenAcquirer | None = None  # None: a validation-only API (no credential)
+    #: pooled sessions to the downstream APIs (None without an acquirer)
+    pools: DownstreamPools | None = None
+    error_renderer: ErrorRenderer | None = None
+    public_blueprints: set[str] = field(default_factory=set)
+    #: endpoint -> public? Decided once per endpoint: views cannot change after the first request.
+    public_endpoint_cache: dict[str, bool] = field(default_factory=dict)
+
+    def close(self) -> None:
+        """Wait for background token refreshes, then release their threads and the pools
+        (an app being torn down: tests, a worker's shutdown hook)."""
+        if self.acquirer is not None:
+            self.acquirer.close()
+        if self.pools is not None:
+            self.pools.close()
+
+
+def get_state(app: Flask | None = None) -> OboState:
+    """The app's flask-obo state; a clear RuntimeError where FlaskOBO was never initialised."""
+    app = app or current_app
+    try:
+        state: OboState = app.extensions["obo"]
+    except KeyError:
+        raise RuntimeError(
+            "flask-obo is not initialised on this app: call FlaskOBO(app) or obo.init_app(app)."
+        ) from None
+    return state
