@@ -115,13 +115,6 @@ def test_trust_is_pinned_even_with_requests_ca_bundle(entra_emulator: EntraEmula
         requests.get(emu.discovery_url(), timeout=10)  # the system store knows nothing of it
 
 
-def test_authorize_explains_there_is_no_browser_sign_in(entra_emulator: EntraEmulator) -> None:
-    emu = entra_emulator
-    response = get(emu, f"{emu.authority()}/oauth2/v2.0/authorize?client_id=x")
-    body = assert_entra_error(response, 400, "invalid_request", 9002313)
-    assert "no interactive" in body["error_description"]
-
-
 def test_userrealm_answers_managed_for_known_domains(entra_emulator: EntraEmulator) -> None:
     emu = entra_emulator
     known = get(emu, f"{emu.base_url}/common/userrealm/someone@contoso.test?api-version=1.0")

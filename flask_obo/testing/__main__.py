@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .._http import build_session
+from .authorize import DEFAULT_ONE_TIME_CODE
 from .config import DEMO_CONFIG, apply_config, emulator_options
 from .emulator import EntraEmulator
 
@@ -55,7 +56,9 @@ def _describe(emu: EntraEmulator, config: Mapping[str, Any]) -> str:
     for spec in config.get("users", []):
         mfa = f", MFA for {', '.join(spec['mfa_required_for'])}" if spec.get(
             "mfa_required_for") else ""
-        lines.append(f"    {_upn(emu, spec)} / password: {spec.get('password', '(none)')}{mfa}")
+        code = spec.get("one_time_code", DEFAULT_ONE_TIME_CODE)
+        lines.append(f"    {_upn(emu, spec)} / password: {spec.get('password', '(none)')}{mfa}, "
+                     f"one-time code: {code}")
     lines.append("Trust the CA bundle (e.g. OBO_CA_BUNDLE) and press Ctrl-C to stop.")
     return "\n".join(lines)
 

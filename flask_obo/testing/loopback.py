@@ -30,22 +30,30 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class LoopbackServer:
-    """A threaded werkzeug server for ``app`` on 127.0.0.1 (any free port unless ``port``)."""
+    """A threaded werkzeug server for ``app`` on 127.0.0.1 (any free port unless ``port``).
+
+    ``host="localhost"`` serves a browser page at an origin browsers treat as secure over HTTP.
+    """
 
     def __init__(self, app: Any, *, ssl_context: ssl.SSLContext | None = None,
-                 port: int = 0) -> None:
+                 port: int = 0, host: str = "127.0.0.1") -> None:
         self.app = app
+        self.host = host
         self._ssl_context = ssl_context
         self._server: BaseWSGIServer | None = self._bind(port)
         self.port: int = self._server.server_port
         scheme = "https" if ssl_context is not None else "http"
         #: the base URL, with a trailing slash
-        self.url = f"{scheme}://127.0.0.1:{self.port}/"
+        self.url = f"{scheme}://{host}:{self.port}/"
         self._thread: threading.Thread | None = None
 
     def _bind(self, port: int) -> BaseWSGIServer:
-        return make_server("127.0.0.1", port, self.app, threaded=True,
+        return make_server(self.host, port, self._dispatch, threaded=True,
                            request_handler=_QuietHandler, ssl_context=self._ssl_context)
+
+    def _dispatch(self, environ: Any, start_response: Any) -> Any:
+        # Looked up per request: ``app`` may be set after binding (an app that names its port).
+        return self.app(environ, start_response)
 
     @property
     def running(self) -> bool:
