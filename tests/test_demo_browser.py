@@ -18,10 +18,13 @@ MSAL = ROOT / "samples/spa/node_modules/@azure/msal-browser"
 
 
 def _sample_processes() -> list[str]:
+    """The demo's processes of this checkout (other checkouts may run their own demo)."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if (proc / "cwd").resolve() != ROOT:
+                continue
         except OSError:
             continue
         if re.search(r"samples\.(middle_tier|downstream_api|spa_server)", cmdline):

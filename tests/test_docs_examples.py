@@ -31,6 +31,9 @@ ALL = [block for document in documents() for block in blocks(document)]
 SHELLS = {"sh", "bash", "shell", "console"}
 # Blocks that show, not run: diagrams, log lines, headers; MyST directives ({toctree}, ...).
 SHOWN = {"text", ""}
+# Browser code shown in the README is the SPA sample's own (samples/spa/app.js), which
+# tests/test_spa_browser.py runs in Chromium.
+BROWSER = {"js"}
 
 
 def of(langs: set[str]) -> list[Block]:
@@ -46,7 +49,7 @@ def test_the_documents_have_blocks_of_every_kind() -> None:
 @pytest.mark.parametrize("block", ALL, ids=lambda b: b.where)
 def test_every_block_is_of_a_kind_this_test_knows(block: Block) -> None:
     assert block.kind in MARKER_KINDS | {""}, f"{block.where}: unknown marker {block.kind!r}"
-    known = {"python", "json"} | SHELLS | SHOWN
+    known = {"python", "json"} | SHELLS | SHOWN | BROWSER
     assert block.lang in known or block.lang.startswith("{"), (
         f"{block.where}: a {block.lang!r} block: teach tests/test_docs_examples.py to test it")
 
