@@ -65,7 +65,7 @@ from .acquisition import TokenAcquirer
 from .cache import AccessToken as CachedToken
 from .config import OboConfig, is_guid
 from .context import get_assertion
-from .downstream.api import _acquirer, _app_tenant, _user_caller
+from .downstream.api import acquirer_of, app_tenant, caller_for_obo
 from .errors import UpstreamAuthError
 from .state import get_state
 from .validation import TokenClaims
@@ -101,8 +101,8 @@ def get_user_credential() -> UserCredential:
     """
     binding = _binding()
     if binding.user is None:
-        caller = _user_caller()
-        binding.user = UserCredential(_acquirer(get_state()), caller, get_assertion(), binding)
+        caller = caller_for_obo()
+        binding.user = UserCredential(acquirer_of(get_state()), caller, get_assertion(), binding)
     return binding.user
 
 
@@ -121,11 +121,11 @@ def get_app_credential(tenant: str | None = None) -> AppCredential:
     that ``OBO_ALLOWED_TENANTS`` allows. Not bound to a request: it may be kept and shared.
     """
     state = get_state()
-    acquirer = _acquirer(state)
+    acquirer = acquirer_of(state)
     if tenant is not None:
         return AppCredential(acquirer, _honoured_tenant(state.config, None, tenant))
     # A multi-tenant API outside a request has no caller's tenant: get_token then says so.
-    return AppCredential(acquirer, _app_tenant(state, None) if has_request_context() else None)
+    return AppCredential(acquirer, app_tenant(state, None) if has_request_context() else None)
 
 
 def get_async_app_credential(tenant: str | None = None) -> AsyncAppCredential:

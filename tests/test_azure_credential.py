@@ -11,14 +11,16 @@ import subprocess
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from azure.core.credentials import AccessToken, SupportsTokenInfo, TokenCredential
 from azure.core.credentials_async import AsyncSupportsTokenInfo, AsyncTokenCredential
-from azure_helpers import GRAPH_DEFAULT, STORAGE_SCOPE, jwt_claims
 from flask import Response, copy_current_request_context, jsonify, stream_with_context
-from obo_helpers import CAE_CLAIMS, challenge_params, decode_claims, token_hash
+from support.apps import MIDDLE_SECRET, MakeMiddle
+from support.azure import GRAPH_DEFAULT, STORAGE_SCOPE
+from support.checks import CAE_CLAIMS, decode_claims, parse_challenge
+from support.jose import claims_of
 
 from flask_obo import UpstreamAuthError, acquire_token_for_user
 from flask_obo.azure import (
@@ -27,14 +29,10 @@ from flask_obo.azure import (
     get_async_user_credential,
     get_user_credential,
 )
-
-if TYPE_CHECKING:
-    from azure_fixtures import MakeAzureMiddle
-
-pytest_plugins = ["obo_fixtures", "azure_fixtures"]
+from flask_obo.testing import fingerprint
 
 
-def test_credentials_satisfy_the_azure_core_protocols(azure_middle: MakeAzureMiddle,
+def test_credentials_satisfy_the_azure_core_protocols(azure_middle: MakeMiddle,
                                                       entra: Any) -> None:
     middle = azure_middle()
 
@@ -56,7 +54,7 @@ def test_credentials_satisfy_the_azure_core_protocols(azure_middle: MakeAzureMid
     assert answer.get_json() == {"sync": True, "async": True, "one_per_request": True}
 
 
-def test_storage_token_is_entras_v1_shape_and_shares_the_cache(azure_middle: MakeAzureMiddle,
+def test_storage_token_is_entras_v1_shape_and_shares_the_cache(azure_middle: MakeMiddle,
                                                                entra: Any) -> None:
     middle = azure_middle()
 
@@ -72,7 +70,7 @@ def test_storage_token_is_entras_v1_shape_and_shares_the_cache(azure_middle: Mak
                          asynchronous.token}) == 1,
             "access_token_type": isinstance(plain, AccessToken),
             "expires_on": [plain.expires_on, info.expires_on],
-            "refresh_on": info.refresh_on, "claims": jwt_claims(plain.token),
+            "refresh_on": info.refresh_on, "claims": claims_of(plain.token),
         }
 
     alice = entra.add_user("alice")
@@ -93,7 +91,7 @@ def test_storage_token_is_entras_v1_shape_and_shares_the_cache(azure_middle: Mak
     assert len(calls) == 1 and calls[0]["scope"].split()[0] == STORAGE_SCOPE
 
 
-def test_no_repr_shows_a_token_or_the_assertion(azure_middle: MakeAzureMiddle,
+def test_no_repr_shows_a_token_or_the_assertion(azure_middle: MakeMiddle,
                                                 entra: Any) -> None:
     middle = azure_middle()
 
@@ -113,7 +111,7 @@ def test_no_repr_shows_a_token_or_the_assertion(azure_middle: MakeAzureMiddle,
     assert "withheld" in body["shown"]
 
 
-def test_claims_get_one_fresh_token_that_replaces_the_cached_one(azure_middle: MakeAzureMiddle,
+def test_claims_get_one_fresh_token_that_replaces_the_cached_one(azure_middle: MakeMiddle,
                                                                 entra: Any) -> None:
     middle = azure_middle()
 
@@ -133,7 +131,7 @@ def test_claims_get_one_fresh_token_that_replaces_the_cached_one(azure_middle: M
     assert json.loads(calls[1]["params"]["claims"]) == json.loads(CAE_CLAIMS)
 
 
-def test_mfa_requirement_reaches_the_client_as_a_claims_challenge(azure_middle: MakeAzureMiddle,
+def test_mfa_requirement_reaches_the_client_as_a_claims_challenge(azure_middle: MakeMiddle,
                                                                   entra: Any) -> None:
     middle = azure_middle()
 
@@ -144,7 +142,7 @@ def test_mfa_requirement_reaches_the_client_as_a_claims_challenge(azure_middle: 
     alice = entra.add_user("alice", mfa_required_for=[entra.storage])
     answer = middle.get("/storage-token", middle.token_for(alice))
     assert answer.status_code == 401
-    params = challenge_params(answer.headers["WWW-Authenticate"])
+    params = parse_challenge(answer.headers["WWW-Authenticate"])
     assert params["error"] == "insufficient_claims"
     assert params["authorization_uri"].startswith(entra.authority())
     assert "capolids" in decode_claims(params["claims"])["access_token"]
@@ -153,14 +151,14 @@ def test_mfa_requirement_reaches_the_client_as_a_claims_challenge(azure_middle: 
     assert middle.get("/storage-token", middle.token_for(alice, mfa=True)).status_code == 200
 
 
-def test_tenant_id_is_honoured_only_where_allowed(azure_middle: MakeAzureMiddle,
+def test_tenant_id_is_honoured_only_where_allowed(azure_middle: MakeMiddle,
                                                   entra: Any) -> None:
     middle = azure_middle()
     other = entra.add_tenant()
 
     @middle.app.get("/tenant/<tid>")
     def tenant(tid: str) -> Any:
-        return {"token": token_hash(get_user_credential().get_token(STORAGE_SCOPE,
+        return {"token": fingerprint(get_user_credential().get_token(STORAGE_SCOPE,
                                                                     tenant_id=tid).token)}
 
     token = middle.token_for(entra.add_user("alice"))
@@ -175,7 +173,7 @@ def test_tenant_id_is_honoured_only_where_allowed(azure_middle: MakeAzureMiddle,
 
 def test_multi_tenant_app_tokens_for_listed_tenants_only(make_middle: Any, entra: Any) -> None:
     fabrikam, elsewhere = entra.add_tenant(), entra.add_tenant()
-    api = entra.register_app("multi", secret="s3cret", scopes=["access_as_user"],
+    api = entra.register_app("multi", secret=MIDDLE_SECRET, scopes=["access_as_user"],
                              multi_tenant=True)
     middle = make_middle(api=api, OBO_AUTHORITY=entra.authority("organizations"),
                          OBO_ALLOWED_TENANTS=[entra.tenant_id, fabrikam])
@@ -184,7 +182,7 @@ def test_multi_tenant_app_tokens_for_listed_tenants_only(make_middle: Any, entra
     def app_token(tid: str) -> Any:
         credential = get_app_credential()  # the caller's tenant by default
         token = credential.get_token(GRAPH_DEFAULT, tenant_id=tid).token
-        return {"tid": jwt_claims(token)["tid"]}
+        return {"tid": claims_of(token)["tid"]}
 
     token = middle.token_for(entra.add_user("alice"))
     assert middle.get(f"/app-token/{fabrikam}", token).get_json() == {"tid": fabrikam}
@@ -199,7 +197,7 @@ def test_multi_tenant_app_tokens_for_listed_tenants_only(make_middle: Any, entra
                                                                        entra.tenant_id]
 
 
-def test_app_credential_is_not_bound_to_a_request(azure_middle: MakeAzureMiddle,
+def test_app_credential_is_not_bound_to_a_request(azure_middle: MakeMiddle,
                                                   entra: Any) -> None:
     middle = azure_middle()
     with middle.app.app_context():
@@ -209,14 +207,14 @@ def test_app_credential_is_not_bound_to_a_request(azure_middle: MakeAzureMiddle,
     info = credential.get_token_info(STORAGE_SCOPE)
     again = asyncio.run(async_credential.get_token_info(STORAGE_SCOPE))
     assert info.token == again.token
-    claims = jwt_claims(info.token)
+    claims = claims_of(info.token)
     assert (claims["idtyp"], claims["aud"], claims["ver"]) == ("app",
                                                                "https://storage.azure.com", "1.0")
     assert time.time() < info.refresh_on < info.expires_on  # the cache's own refresh-ahead time
     assert len(entra.calls("client_credentials")) == 1
 
 
-def test_user_credential_refuses_after_its_request(azure_middle: MakeAzureMiddle,
+def test_user_credential_refuses_after_its_request(azure_middle: MakeMiddle,
                                                    entra: Any) -> None:
     middle = azure_middle()
     kept: list[Any] = []
@@ -236,7 +234,7 @@ def test_user_credential_refuses_after_its_request(azure_middle: MakeAzureMiddle
         kept[0].get_token_info(STORAGE_SCOPE)
 
 
-def test_user_credential_refuses_in_another_users_request(azure_middle: MakeAzureMiddle,
+def test_user_credential_refuses_in_another_users_request(azure_middle: MakeMiddle,
                                                           entra: Any) -> None:
     middle = azure_middle()
     kept: list[Any] = []
@@ -246,7 +244,7 @@ def test_user_credential_refuses_in_another_users_request(azure_middle: MakeAzur
         if not kept:
             kept.append(get_user_credential())
         try:
-            return {"oid": jwt_claims(kept[0].get_token(STORAGE_SCOPE).token)["oid"]}
+            return {"oid": claims_of(kept[0].get_token(STORAGE_SCOPE).token)["oid"]}
         except RuntimeError as exc:
             return {"refused": str(exc)}
 
@@ -258,7 +256,7 @@ def test_user_credential_refuses_in_another_users_request(azure_middle: MakeAzur
     assert len(middle.obo_calls()) == 1
 
 
-def test_user_credential_works_in_threads_its_request_started(azure_middle: MakeAzureMiddle,
+def test_user_credential_works_in_threads_its_request_started(azure_middle: MakeMiddle,
                                                               entra: Any) -> None:
     middle = azure_middle()
 
@@ -286,7 +284,7 @@ def test_user_credential_works_in_threads_its_request_started(azure_middle: Make
     assert len(middle.obo_calls()) == 1
 
 
-def test_user_credential_works_while_its_response_streams(azure_middle: MakeAzureMiddle,
+def test_user_credential_works_while_its_response_streams(azure_middle: MakeMiddle,
                                                           entra: Any) -> None:
     middle = azure_middle()
 
@@ -295,7 +293,7 @@ def test_user_credential_works_while_its_response_streams(azure_middle: MakeAzur
         credential = get_user_credential()
 
         def chunk() -> str:
-            return token_hash(credential.get_token(STORAGE_SCOPE).token)[:8] + "\n"
+            return fingerprint(credential.get_token(STORAGE_SCOPE).token) + "\n"
 
         def chunks() -> Any:  # a blob streamed to the client: the SDK asks again per chunk
             yield chunk()
@@ -314,7 +312,7 @@ def test_user_credential_works_while_its_response_streams(azure_middle: MakeAzur
 
 
 def test_enable_cae_without_cp1_gets_an_ordinary_token_and_a_hint(
-        azure_middle: MakeAzureMiddle, entra: Any, caplog: pytest.LogCaptureFixture,
+        azure_middle: MakeMiddle, entra: Any, caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
     import flask_obo.azure as azure_module
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from azure.core import PipelineClient
@@ -18,17 +18,15 @@ from azure.core.pipeline.policies import BearerTokenCredentialPolicy
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest
 from azure.storage.blob import BlobServiceClient
-from azure_helpers import GRAPH_SCOPES, STORAGE_SCOPE, jwt_claims
 from flask import request
 from msgraph import GraphServiceClient
-from obo_helpers import CAE_CLAIMS, challenge_params, decode_claims
+from support.apps import MakeMiddle
+from support.azure import GRAPH_SCOPES, STORAGE_SCOPE, Azurite, GraphStandIn
+from support.checks import CAE_CLAIMS, decode_claims, parse_challenge
+from support.jose import claims_of
 
 from flask_obo.azure import get_async_user_credential, get_user_credential
 
-if TYPE_CHECKING:
-    from azure_fixtures import Azurite, GraphStandIn, MakeAzureMiddle
-
-pytest_plugins = ["obo_fixtures", "azure_fixtures"]
 pytestmark = [
     # msgraph-sdk's generated code warns about its own deprecated classes.
     pytest.mark.filterwarnings("ignore::DeprecationWarning:msgraph.*"),
@@ -50,7 +48,7 @@ def add_blob_routes(app: Any, azurite: Azurite) -> None:
         return {"read_back": box.download_blob(name).readall().decode()}
 
 
-def test_blob_upload_and_read_back_as_the_user(azure_middle: MakeAzureMiddle, entra: Any,
+def test_blob_upload_and_read_back_as_the_user(azure_middle: MakeMiddle, entra: Any,
                                                azurite: Azurite) -> None:
     middle = azure_middle()
     add_blob_routes(middle.app, azurite)
@@ -68,7 +66,7 @@ def test_blob_upload_and_read_back_as_the_user(azure_middle: MakeAzureMiddle, en
     assert calls[0]["scope"].split()[0] == STORAGE_SCOPE
 
 
-def test_async_blob_client_as_the_user(azure_middle: MakeAzureMiddle, entra: Any,
+def test_async_blob_client_as_the_user(azure_middle: MakeMiddle, entra: Any,
                                       azurite: Azurite) -> None:
     from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
 
@@ -94,14 +92,14 @@ def test_async_blob_client_as_the_user(azure_middle: MakeAzureMiddle, entra: Any
 
 
 def test_azurite_refuses_a_token_whose_issuer_is_not_entras(entra: Any, azurite: Azurite,
-                                                            azure_middle: MakeAzureMiddle) -> None:
+                                                            azure_middle: MakeMiddle) -> None:
     """What makes the test above pass is real: Azurite checks the issuer by Entra's prefix."""
     middle = azure_middle()
     alice = entra.add_user("alice")
     with middle.app.test_request_context(headers={
             "Authorization": f"Bearer {middle.token_for(alice)}"}):
         genuine = get_user_credential().get_token(STORAGE_SCOPE)
-    claims = jwt_claims(genuine.token)
+    claims = claims_of(genuine.token)
     forged = entra.sign({**claims, "iss": f"{entra.base_url}/{entra.tenant_id}/"})
 
     class Static:
@@ -121,7 +119,7 @@ def test_azurite_refuses_a_token_whose_issuer_is_not_entras(entra: Any, azurite:
         list_containers(forged)
 
 
-def test_mfa_for_storage_reaches_the_client_through_the_sdk(azure_middle: MakeAzureMiddle,
+def test_mfa_for_storage_reaches_the_client_through_the_sdk(azure_middle: MakeMiddle,
                                                             entra: Any, azurite: Azurite) -> None:
     middle = azure_middle()
     add_blob_routes(middle.app, azurite)
@@ -129,7 +127,7 @@ def test_mfa_for_storage_reaches_the_client_through_the_sdk(azure_middle: MakeAz
     answer = middle.client.put("/files/mfa/a.txt", data=b"x",
                                headers={"Authorization": f"Bearer {middle.token_for(alice)}"})
     assert answer.status_code == 401
-    params = challenge_params(answer.headers["WWW-Authenticate"])
+    params = parse_challenge(answer.headers["WWW-Authenticate"])
     assert params["error"] == "insufficient_claims"
     assert "capolids" in decode_claims(params["claims"])["access_token"]
 
@@ -157,7 +155,7 @@ def add_graph_routes(app: Any, graph: GraphStandIn) -> None:
 
 
 @pytest.mark.parametrize("path", ["/graph/me", "/graph/me-sync"])
-def test_graph_me_answers_with_the_callers_oid(azure_middle: MakeAzureMiddle, entra: Any,
+def test_graph_me_answers_with_the_callers_oid(azure_middle: MakeMiddle, entra: Any,
                                                 graph: GraphStandIn, path: str) -> None:
     middle = azure_middle()
     add_graph_routes(middle.app, graph)
@@ -177,7 +175,7 @@ def graph_pipeline(credential: Any, graph: GraphStandIn, **policy: Any) -> Pipel
         transport=RequestsTransport(connection_verify=graph.ca_bundle))
 
 
-def test_cae_challenge_gets_one_fresh_obo_carrying_the_claims(azure_middle: MakeAzureMiddle,
+def test_cae_challenge_gets_one_fresh_obo_carrying_the_claims(azure_middle: MakeMiddle,
                                                               entra: Any,
                                                               graph: GraphStandIn) -> None:
     middle = azure_middle(OBO_CLIENT_CAPABILITIES=["CP1"])
@@ -205,7 +203,7 @@ def test_cae_challenge_gets_one_fresh_obo_carrying_the_claims(azure_middle: Make
     assert len(middle.obo_calls()) == 2
 
 
-def test_sdk_client_kept_beyond_its_request_refuses(azure_middle: MakeAzureMiddle, entra: Any,
+def test_sdk_client_kept_beyond_its_request_refuses(azure_middle: MakeMiddle, entra: Any,
                                                     graph: GraphStandIn) -> None:
     """A client built with a user credential and kept (a module global, a cache) does not send
     the first user's cached token for the next caller: it asks the credential, which refuses."""
@@ -229,7 +227,7 @@ def test_sdk_client_kept_beyond_its_request_refuses(azure_middle: MakeAzureMiddl
     assert graph.oids_seen()[seen_before:] == [alice.oid]
 
 
-def test_two_users_in_parallel_each_resource_sees_its_own_user(azure_middle: MakeAzureMiddle,
+def test_two_users_in_parallel_each_resource_sees_its_own_user(azure_middle: MakeMiddle,
                                                                entra: Any,
                                                                graph: GraphStandIn) -> None:
     middle = azure_middle()

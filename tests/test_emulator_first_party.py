@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from emulator_fixtures import (
-    World,
-    assert_entra_error,
-    verify_with_jwks,
-    world_fixture,  # noqa: F401 - the world fixture
-)
+from support.checks import assert_entra_error
+from support.world import World, verify_with_jwks
 
 from flask_obo.testing import EntraEmulator
 from flask_obo.testing.pytest_plugin import EntraTestHelper
