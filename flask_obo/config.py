@@ -53,7 +53,11 @@ DEFAULTS: dict[str, Any] = {
     "OBO_DOWNSTREAM_TIMEOUT": 30.0,
     "OBO_DOWNSTREAM_RETRIES": 2,
     "OBO_CLIENT_CAPABILITIES": (),  # ("CP1",): this API handles CAE claims challenges
+    "OBO_TELEMETRY_INCLUDE_IDS": False,  # users' object ids and tenant ids on OpenTelemetry spans
 }
+
+_BOOLEAN_WORDS = {"true": True, "1": True, "yes": True, "on": True,
+                  "false": False, "0": False, "no": False, "off": False, "": False}
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
@@ -111,6 +115,7 @@ class OboConfig:
     downstream_timeout: float
     downstream_retries: int
     client_capabilities: tuple[str, ...] = ()
+    telemetry_include_ids: bool = False
 
     @property
     def is_multi_tenant(self) -> bool:
@@ -199,6 +204,7 @@ class OboConfig:
             downstream_timeout=downstream_timeout,
             downstream_retries=downstream_retries,
             client_capabilities=get.str_list("OBO_CLIENT_CAPABILITIES") or (),
+            telemetry_include_ids=get.boolean("OBO_TELEMETRY_INCLUDE_IDS"),
         )
 
 
@@ -230,6 +236,17 @@ class _Getter:
         if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{key} must be a list of strings, not {value!r}.")
         return tuple(v.strip() for v in value)
+
+    def boolean(self, key: str) -> bool:
+        """True or False; from environment variables also true/false, 1/0, yes/no, on/off."""
+        value = self.raw(key)
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):  # from_prefixed_env parses "1" as 1
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _BOOLEAN_WORDS:
+            return _BOOLEAN_WORDS[value.strip().lower()]
+        raise ConfigError(f"{key} must be True or False, not {value!r}.")
 
     def number(self, key: str, *, minimum: float | None = None,
                maximum: float | None = None) -> float:

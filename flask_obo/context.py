@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NoReturn
 from flask import current_app, g, request
 from werkzeug.local import LocalProxy
 
+from . import telemetry
 from .errors import InvalidRequest, InvalidToken, MissingToken, OboError
 from .signals import token_rejected, token_validated
 from .state import OboState, get_state
@@ -94,6 +95,7 @@ def verify_request(app: Flask, req: Request, state: OboState, *,
                     type(exc).__name__)
         _rejected(app, InvalidToken(reason="malformed"))
     setattr(app_g, _G_ATTR, _Verified(claims, token, req))
+    telemetry.validation_accepted(cached, claims if state.config.telemetry_include_ids else None)
     if token_validated.receivers:
         token_validated.send(app, claims=claims, cached=cached)
     return claims
@@ -114,6 +116,7 @@ def _bearer_token(app: Flask, header: str) -> str | None:
 
 
 def _rejected(app: Flask, error: OboError) -> NoReturn:
+    telemetry.validation_refused(error.reason)
     if token_rejected.receivers:
         token_rejected.send(app, reason=error.reason, status=error.code)
     log.debug("flask-obo: request refused: %s (%s)", error.reason, error.code)

@@ -36,8 +36,8 @@ from ..errors import (
     UpstreamAuthError,
 )
 
-__all__ = ["IdpHttpError", "MsalHttp", "NoStore", "NoTokenCache", "error_codes", "exception_error",
-           "result_error"]
+__all__ = ["IdpHttpError", "MsalHttp", "NoStore", "NoTokenCache", "call_outcome", "error_codes",
+           "exception_error", "result_error"]
 
 
 def exception_error(exc: Exception) -> OboError:
@@ -55,6 +55,24 @@ def exception_error(exc: Exception) -> OboError:
         # Malformed JSON, incomplete discovery metadata, an HTTP error MSAL raised itself.
         return IdentityProviderUnavailable(reason="malformed_response")
     return UpstreamAuthError(reason=type(exc).__name__)
+
+
+def call_outcome(result: Any, exc: BaseException | None) -> tuple[str, str]:
+    """How one token request went, for telemetry: ``("success", "")``, ``("refused",
+    "<Entra's error>[:AADSTS<code>,...]")`` for Entra's error answer, or ``("failed",
+    "<reason>")`` where no usable answer came (a timeout, a 5xx, a malformed body)."""
+    if exc is not None:
+        if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit
+            return "failed", type(exc).__name__
+        return "failed", exception_error(exc).reason or type(exc).__name__
+    if not isinstance(result, Mapping):
+        return "failed", "malformed_response"
+    if "error" in result:
+        codes = ",".join(f"AADSTS{c}" for c in sorted(error_codes(result)))
+        return "refused", f"{result['error']}:{codes}" if codes else str(result["error"])
+    if not result.get("access_token"):
+        return "failed", "malformed_response"
+    return "success", ""
 
 
 # AADSTS codes of invalid_grant that are about this app's own credential, not the user's token.

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import msal
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
+from .. import telemetry
 from .._single_flight import SingleFlight
 from ..cache import AccessToken, OboTokenCache, build_token_cache
 from ..checks import CheckResult
@@ -35,7 +36,15 @@ from ..errors import (
     UpstreamAuthError,
 )
 from ..signals import downstream_token_acquired, obo_failed
-from ._msal import MsalHttp, NoStore, NoTokenCache, error_codes, exception_error, result_error
+from ._msal import (
+    MsalHttp,
+    NoStore,
+    NoTokenCache,
+    call_outcome,
+    error_codes,
+    exception_error,
+    result_error,
+)
 from .credentials import ClientCredential, load_credential
 
 if TYPE_CHECKING:
@@ -98,11 +107,12 @@ class TokenAcquirer:
     # public --------------------------------------------------------------------------------
     def on_behalf_of(self, assertion: str, assertion_hash: str, scopes: Iterable[str], *,
                      tenant: str | None = None, claims: str | None = None,
-                     user: str = "") -> AccessToken:
+                     user: str = "", api: str | None = None) -> AccessToken:
         """A token for ``scopes`` on behalf of the user whose token ``assertion`` is.
 
         ``assertion_hash`` (hex SHA-256 of the assertion) keys the cache; with ``claims`` (a
         claims challenge) the cache is bypassed and the fresh token replaces the cached one.
+        ``api``: the configured downstream API's name, a label for telemetry.
         """
         wanted = self.scope_tuple(scopes)
         tid = self.tenant_for(tenant)
@@ -111,10 +121,10 @@ class TokenAcquirer:
         def fetch() -> AccessToken:
             return self._obo(tid, assertion, wanted, claims, user)
 
-        return self._acquire(key, fetch, wanted, claims, app_only=False)
+        return self._acquire(key, fetch, wanted, claims, app_only=False, api=api)
 
     def app_token(self, scopes: Iterable[str], *, tenant: str | None = None,
-                  claims: str | None = None) -> AccessToken:
+                  claims: str | None = None, api: str | None = None) -> AccessToken:
         """An app-only token (client credentials) for the resource of ``scopes``."""
         wanted = app_scopes(self.scope_tuple(scopes))
         tid = self.tenant_for(tenant)
@@ -123,7 +133,7 @@ class TokenAcquirer:
         def fetch() -> AccessToken:
             return self._client_credentials(tid, wanted, claims)
 
-        return self._acquire(key, fetch, wanted, claims, app_only=True)
+        return self._acquire(key, fetch, wanted, claims, app_only=True, api=api)
 
     def tenant_for(self, tid: str | None) -> str:
         """The tenant to ask: the configured one, or for a multi-tenant API the caller's."""
@@ -178,15 +188,15 @@ class TokenAcquirer:
 
     # the flow --------------------------------------------------------------------------------
     def _acquire(self, key: str, fetch: Callable[[], AccessToken], scopes: tuple[str, ...],
-                 claims: str | None, *, app_only: bool) -> AccessToken:
+                 claims: str | None, *, app_only: bool, api: str | None = None) -> AccessToken:
         cache = self.cache
         if claims is None:
             token = cache.get(key)  # the hit path: a dict lookup and a clock check
             if token is not None:
                 if token.refresh_on <= cache.clock():
                     cache.refresh_in_background(key, lambda: self._announce(
-                        fetch(), scopes, app_only))
-                self._signal_acquired(scopes, "cache", app_only)
+                        fetch(), scopes, app_only, api))
+                self._signal_acquired(scopes, "cache", app_only, api)
                 return token
             flight = key
         else:
@@ -196,12 +206,12 @@ class TokenAcquirer:
                                                 force=claims is not None)
         except FlightTimeout:
             raise IdentityProviderUnavailable(reason="timeout") from None
-        self._signal_acquired(scopes, "identity_provider" if fetched else "cache", app_only)
+        self._signal_acquired(scopes, "identity_provider" if fetched else "cache", app_only, api)
         return token
 
-    def _announce(self, token: AccessToken, scopes: tuple[str, ...],
-                  app_only: bool) -> AccessToken:
-        self._signal_acquired(scopes, "identity_provider", app_only)
+    def _announce(self, token: AccessToken, scopes: tuple[str, ...], app_only: bool,
+                  api: str | None) -> AccessToken:
+        self._signal_acquired(scopes, "refresh_ahead", app_only, api)
         return token
 
     def _obo(self, tenant: str, assertion: str, scopes: tuple[str, ...], claims: str | None,
@@ -226,7 +236,9 @@ class TokenAcquirer:
             raise self._failed(grant, tenant, scopes, user, exc,
                                error=f"metadata_{exc.reason}") from None
         try:
-            result = call(app)
+            result = telemetry.identity_provider_call(
+                grant, lambda: call(app), call_outcome,
+                (user, tenant) if self.config.telemetry_include_ids else None)
         except OboError:
             raise
         except Exception as exc:
@@ -276,12 +288,17 @@ class TokenAcquirer:
                 obo_failed.send(sender, error=name, codes=listed, scopes=scopes)
         return exc
 
-    def _signal_acquired(self, scopes: tuple[str, ...], source: str, app_only: bool) -> None:
+    def _signal_acquired(self, scopes: tuple[str, ...], source: str, app_only: bool,
+                         api: str | None = None) -> None:
+        telemetry.token_acquired(source, "client_credentials" if app_only else "on_behalf_of",
+                                 api)
         if downstream_token_acquired.receivers:
             sender = self._sender()
             if sender is not None:
-                downstream_token_acquired.send(sender, scopes=scopes, source=source,
-                                               app_only=app_only)
+                # The signal's sources stay two: a refresh ahead is the identity provider's.
+                downstream_token_acquired.send(
+                    sender, scopes=scopes, app_only=app_only,
+                    source="identity_provider" if source == "refresh_ahead" else source)
 
     def _build_client(self, tenant: str) -> msal.ConfidentialClientApplication:
         found = self._clients.get(tenant)

@@ -26,6 +26,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import telemetry
 from .._single_flight import SingleFlight
 from ._codec import EntryCodec
 
@@ -216,6 +217,7 @@ class OboTokenCache:
         try:
             return getattr(self.backend, op)(*args)
         except Exception as exc:
+            telemetry.cache_error(op)
             self._backend_down_until = time.monotonic() + _BACKEND_RETRY_AFTER
             now = time.monotonic()
             if now - self._last_log >= _LOG_INTERVAL:

@@ -97,7 +97,7 @@ def acquire_token_for_user(scopes: Scopes = None, *, api: str | None = None,
     wanted, _ = _resolve(state, scopes, api)
     return _acquirer(state).on_behalf_of(get_assertion(), caller.token_hash, wanted,
                                          tenant=caller.tid, claims=claims,
-                                         user=caller.oid or "")
+                                         user=caller.oid or "", api=api)
 
 
 def acquire_token_for_app(scopes: Scopes = None, *, api: str | None = None,
@@ -108,7 +108,8 @@ def acquire_token_for_app(scopes: Scopes = None, *, api: str | None = None,
     """
     state = get_state()
     wanted, _ = _resolve(state, scopes, api)
-    return _acquirer(state).app_token(wanted, tenant=_app_tenant(state, tenant), claims=claims)
+    return _acquirer(state).app_token(wanted, tenant=_app_tenant(state, tenant), claims=claims,
+                                      api=api)
 
 
 def _pool(state: OboState, spec: DownstreamApi | None) -> requests.Session:
@@ -141,7 +142,8 @@ def get_user_session(api: str | None = None, scopes: Scopes = None) -> Downstrea
         return DownstreamSession(acquirer, _pool(state, None), wanted, base_url=None,
                                  timeout=state.config.downstream_timeout, caller=caller)
     return DownstreamSession(acquirer, _pool(state, spec), wanted,
-                             base_url=spec.base_url, timeout=spec.timeout, caller=caller)
+                             base_url=spec.base_url, timeout=spec.timeout, caller=caller,
+                             api=api)
 
 
 def get_app_session(api: str | None = None, scopes: Scopes = None, *,
@@ -153,7 +155,7 @@ def get_app_session(api: str | None = None, scopes: Scopes = None, *,
     return DownstreamSession(acquirer, _pool(state, spec), wanted,
                              base_url=spec.base_url if spec else None,
                              timeout=spec.timeout if spec else state.config.downstream_timeout,
-                             tenant=_app_tenant(state, tenant))
+                             tenant=_app_tenant(state, tenant), api=api)
 
 
 # the decorators ----------------------------------------------------------------------------

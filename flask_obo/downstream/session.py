@@ -27,6 +27,7 @@ import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from .. import telemetry
 from .._http import build_session
 from ..cache import AccessToken
 from ..config import OboConfig
@@ -86,6 +87,8 @@ class _Bearer(requests.auth.AuthBase):
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers["Authorization"] = self.value
+        # Per request, never on the shared pool: the current span (this call's) as the parent.
+        telemetry.inject_context(request.headers)
         return request
 
 
@@ -97,13 +100,13 @@ class DownstreamSession:
     the same origin) and the usual ``requests`` arguments; a default timeout applies.
     """
 
-    __slots__ = ("_acquirer", "_assertion", "_base_url", "_caller", "_pool", "_scopes", "_tenant",
-                 "_timeout", "_token")
+    __slots__ = ("_acquirer", "_api", "_assertion", "_base_url", "_caller", "_pool", "_scopes",
+                 "_tenant", "_timeout", "_token")
 
     def __init__(self, acquirer: TokenAcquirer, pool: requests.Session,
                  scopes: tuple[str, ...], *, base_url: str | None, timeout: float,
                  caller: TokenClaims | None = None, tenant: str | None = None,
-                 assertion: str | None = None) -> None:
+                 assertion: str | None = None, api: str | None = None) -> None:
         self._acquirer = acquirer
         self._pool = pool
         self._scopes = scopes
@@ -111,6 +114,7 @@ class DownstreamSession:
         self._timeout = timeout
         self._caller = caller  # None: an app-only session
         self._tenant = tenant
+        self._api = api  # the configured API's name (telemetry); None for ad-hoc scopes
         # The caller's own token, taken now: the cache key is the caller's token hash, so the
         # assertion exchanged must be that same token even if the session outlives its request
         # (kept, or used from another thread) and another user's request is current then.
@@ -158,9 +162,15 @@ class DownstreamSession:
         return response
 
     def _send(self, method: str, target: str, kwargs: dict[str, Any]) -> requests.Response:
+        # The token first: an identity-provider call is not part of the downstream call's span.
+        auth = _Bearer(self.authorization)
+        return telemetry.downstream_call(lambda: self._send_once(method, target, auth, kwargs),
+                                         method, target, self._api, self._ids())
+
+    def _send_once(self, method: str, target: str, auth: _Bearer,
+                   kwargs: dict[str, Any]) -> requests.Response:
         try:
-            return self._pool.request(method, target, auth=_Bearer(self.authorization),
-                                      **kwargs)
+            return self._pool.request(method, target, auth=auth, **kwargs)
         except _UNREADABLE_ANSWER as exc:
             # An answer that cannot be read (a broken body or encoding, a redirect loop) is the
             # downstream API's fault: a gateway error, not a 500 with a stack trace.
@@ -203,10 +213,20 @@ class DownstreamSession:
     def _acquire(self, claims: str | None) -> AccessToken:
         caller = self._caller
         if caller is None:
-            return self._acquirer.app_token(self._scopes, tenant=self._tenant, claims=claims)
+            return self._acquirer.app_token(self._scopes, tenant=self._tenant, claims=claims,
+                                            api=self._api)
         return self._acquirer.on_behalf_of(str(self._assertion), caller.token_hash, self._scopes,
                                            tenant=caller.tid, claims=claims,
-                                           user=caller.oid or "")
+                                           user=caller.oid or "", api=self._api)
+
+    def _ids(self) -> tuple[str, str] | None:
+        """(user object id, tenant id) for the call's span, with OBO_TELEMETRY_INCLUDE_IDS."""
+        if not self._acquirer.config.telemetry_include_ids:
+            return None
+        caller = self._caller
+        if caller is None:
+            return "app", self._tenant or ""
+        return caller.oid or "", caller.tid or ""
 
     def _url(self, url: str) -> str:
         parts = urlsplit(url)

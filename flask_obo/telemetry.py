@@ -1,0 +1,295 @@
+"""OpenTelemetry metrics and spans (the ``[otel]`` extra, opentelemetry-api only).
+
+flask-obo records through the global meter and tracer providers: the application's SDK and
+exporters decide where it goes. Without an SDK the API's no-op providers make it nearly free;
+without the extra every function here does nothing. The only module that imports opentelemetry.
+
+Metrics (docs/telemetry.md lists every attribute):
+
+- ``flask_obo.token.validations``: accepted and refused bearer tokens;
+- ``flask_obo.downstream_token.acquisitions``: downstream tokens by source, grant and API;
+- ``flask_obo.identity_provider.duration``: each token request to Entra ID, in seconds;
+- ``flask_obo.cache.errors``: failed operations of a shared token-cache backend.
+
+The counters sit on the per-request path, so they are observable counters over in-process
+tallies: an SDK's synchronous counter costs several microseconds per ``add`` (a time stamp, an
+exemplar check, the attributes copied and hashed, a lock), a tally one locked dict increment;
+the SDK reads the tallies when it collects. Their attribute sets are built once.
+
+Spans: one around each identity-provider call and each downstream call, children of the current
+span (opentelemetry-instrumentation-flask's request span where it runs); the downstream call
+carries the trace context through the global propagator (W3C ``traceparent`` by default), which
+writes nothing where no SDK records the span.
+
+Privacy: attribute values come from fixed vocabularies (outcomes, reason codes, grants), the
+configured API names, Entra's error code and AADSTS numbers, and the downstream host: never a
+token, a secret, a key, a URL path, a name or an e-mail. The user's object id and tenant id go
+on spans only with ``OBO_TELEMETRY_INCLUDE_IDS``, and never on metrics (one series per user).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+from ._fork import reset_after_fork
+
+try:
+    from opentelemetry import metrics, propagate, trace
+    from opentelemetry.metrics import CallbackOptions, Observation
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ImportError:  # the [otel] extra is not installed
+    AVAILABLE = False
+else:
+    AVAILABLE = True
+
+if TYPE_CHECKING:
+    import requests
+
+    from .validation import TokenClaims
+
+__all__ = [
+    "AVAILABLE",
+    "IDP_DURATION_BUCKETS",
+    "cache_error",
+    "downstream_call",
+    "identity_provider_call",
+    "inject_context",
+    "token_acquired",
+    "validation_accepted",
+    "validation_refused",
+]
+
+T = TypeVar("T")
+_Key = tuple[tuple[str, str | bool], ...]
+
+SCOPE = "flask_obo"
+VALIDATIONS = "flask_obo.token.validations"
+ACQUISITIONS = "flask_obo.downstream_token.acquisitions"
+IDP_DURATION = "flask_obo.identity_provider.duration"
+CACHE_ERRORS = "flask_obo.cache.errors"
+#: Seconds: a token request takes tens of milliseconds to seconds, up to OBO_HTTP_TIMEOUT.
+IDP_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+                        7.5, 10.0, 30.0)
+
+# A label from outside our code (Entra's error, an exception's class) is kept only when it
+# looks like a code (``invalid_grant:AADSTS65001``): anything else could be a message, or worse.
+_LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}(?::[A-Z0-9,]{1,64})?")
+_MAX_KEYS = 512  # distinct attribute sets per tally: a bound on cardinality, whatever happens
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",
+                           "TRACE", "PATCH"})
+
+
+def safe_label(value: object) -> str:
+    """``value`` when it looks like a code, else ``"unrecognized"``."""
+    text = str(value)
+    return text if _LABEL.fullmatch(text) else "unrecognized"
+
+
+if AVAILABLE:
+    # Proxies until the application sets its providers; then they record into them.
+    _meter = metrics.get_meter(SCOPE)
+    _tracer = trace.get_tracer(SCOPE)
+
+
+class _Tally:
+    """Counts per attribute set, reported by an observable counter at each collection."""
+
+    def __init__(self, name: str, unit: str, description: str) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[_Key, int] = {}
+        reset_after_fork(self)
+        if AVAILABLE:
+            _meter.create_observable_counter(
+                name, callbacks=[self._observe], unit=unit, description=description)
+
+    def add(self, key: _Key) -> None:
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def _observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            counts = list(self._counts.items())
+        return [Observation(count, dict(key)) for key, count in counts]
+
+    def after_fork_in_child(self) -> None:
+        # A worker counts its own requests: the parent's (a preloading master's) are not its.
+        self._lock = threading.Lock()
+        self._counts = {}
+
+
+class _Keys:
+    """Attribute sets built once per distinct value tuple (a bounded memo: past its bound,
+    ``overflow`` builds a coarser set, and nothing more is kept)."""
+
+    def __init__(self, build: Callable[..., _Key], overflow: Callable[..., _Key]) -> None:
+        self._build = build
+        self._overflow = overflow
+        self._known: dict[tuple[Any, ...], _Key] = {}
+
+    def get(self, *values: Any) -> _Key:
+        key = self._known.get(values)
+        if key is not None:
+            return key
+        if len(self._known) >= _MAX_KEYS:
+            return self._overflow(*values)
+        key = self._known[values] = self._build(*values)
+        return key
+
+
+_validations = _Tally(VALIDATIONS, "{validation}",
+                      "Bearer tokens checked: accepted or refused, with the reason code")
+_acquisitions = _Tally(ACQUISITIONS, "{token}",
+                       "Downstream tokens handed out: from the cache or the identity provider")
+_cache_errors = _Tally(CACHE_ERRORS, "{error}",
+                       "Operations of the shared token-cache backend that failed")
+if AVAILABLE:
+    _idp_duration = _meter.create_histogram(
+        IDP_DURATION, unit="s", description="Token requests to the identity provider",
+        explicit_bucket_boundaries_advisory=IDP_DURATION_BUCKETS)
+
+_ACCEPTED: dict[bool, _Key] = {
+    cached: (("flask_obo.outcome", "accepted"), ("flask_obo.cached", cached))
+    for cached in (False, True)}
+
+
+def _refused_key(reason: str) -> _Key:
+    return (("flask_obo.outcome", "refused"), ("flask_obo.reason", reason),
+            ("flask_obo.cached", False))
+
+
+def _acquisition_key(source: str, grant: str, api: str | None) -> _Key:
+    key: _Key = (("flask_obo.source", source), ("flask_obo.grant", grant))
+    return key if api is None else (*key, ("flask_obo.api", api))
+
+
+_refused = _Keys(lambda reason: _refused_key(safe_label(reason)),
+                 lambda reason: _refused_key("other"))
+_acquired = _Keys(_acquisition_key, lambda source, grant, api: _acquisition_key(source, grant,
+                                                                                "other"))
+_cache_failed = _Keys(lambda operation: (("flask_obo.operation", safe_label(operation)),),
+                      lambda operation: (("flask_obo.operation", "other"),))
+
+
+# validation ----------------------------------------------------------------------------------
+def validation_accepted(cached: bool, claims: TokenClaims | None = None) -> None:
+    """A token was accepted. With ``claims`` (``OBO_TELEMETRY_INCLUDE_IDS``), the request's
+    current span gets the caller's ids."""
+    _validations.add(_ACCEPTED[cached])
+    if claims is not None and AVAILABLE:
+        span = trace.get_current_span()
+        if span.is_recording():
+            _set_ids(span, claims.oid, claims.tid)
+
+
+def validation_refused(reason: str | None) -> None:
+    """A token (or its absence) was refused, for ``reason`` (the errors reference's code)."""
+    _validations.add(_refused.get(reason or "unknown"))
+
+
+# acquisition -----------------------------------------------------------------------------------
+def token_acquired(source: str, grant: str, api: str | None) -> None:
+    """A downstream token was handed out (``source``: cache, identity_provider, refresh_ahead);
+    ``api`` is the configured API's name, None for a view that gave scopes."""
+    _acquisitions.add(_acquired.get(source, grant, api))
+
+
+def identity_provider_call(grant: str, call: Callable[[], T],
+                           outcome: Callable[[Any, BaseException | None], tuple[str, str]],
+                           ids: tuple[str, str] | None = None) -> T:
+    """``call()`` (one token request) under a span, its duration recorded.
+
+    ``outcome(result, exception)`` names how it went: ``("success", "")``, ``("refused",
+    "<Entra's error>:AADSTS<code>")`` or ``("failed", "<reason>")``. ``ids``: (user object id,
+    tenant id) for the span, only with ``OBO_TELEMETRY_INCLUDE_IDS``.
+    """
+    if not AVAILABLE:
+        return call()
+    with _tracer.start_as_current_span(
+            "flask_obo.identity_provider", kind=SpanKind.CLIENT,
+            attributes={"flask_obo.grant": grant},
+            # The exception's message (maybe Entra's description) must stay out of the span.
+            record_exception=False, set_status_on_exception=False) as span:
+        if ids is not None and span.is_recording():
+            _set_ids(span, *ids)
+        started = time.perf_counter()
+        try:
+            result = call()
+        except BaseException as exc:
+            _idp_done(span, grant, started, *outcome(None, exc))
+            raise
+        _idp_done(span, grant, started, *outcome(result, None))
+        return result
+
+
+def _idp_done(span: Any, grant: str, started: float, outcome: str, error: str) -> None:
+    attributes = {"flask_obo.grant": grant, "flask_obo.outcome": outcome}
+    if error:
+        attributes["flask_obo.error"] = safe_label(error)
+    _idp_duration.record(time.perf_counter() - started, attributes)
+    if span.is_recording():
+        span.set_attributes(attributes)
+        if outcome != "success":
+            span.set_status(Status(StatusCode.ERROR))
+
+
+# the token cache -----------------------------------------------------------------------------
+def cache_error(operation: str) -> None:
+    """A shared cache backend failed on ``operation`` (get, set, delete)."""
+    _cache_errors.add(_cache_failed.get(operation))
+
+
+# downstream calls ----------------------------------------------------------------------------
+def downstream_call(send: Callable[[], requests.Response], method: str, url: str,
+                    api: str | None, ids: tuple[str, str] | None = None) -> requests.Response:
+    """``send()`` (one downstream request) under a client span named after HTTP's conventions,
+    without the URL's path or query (they may name a user)."""
+    if not AVAILABLE:
+        return send()
+    parts = urlsplit(url)
+    verb = method.upper()
+    attributes: dict[str, str | int] = {
+        "http.request.method": verb if verb in _HTTP_METHODS else "_OTHER",
+        "server.address": parts.hostname or "",
+        "server.port": parts.port or (443 if parts.scheme == "https" else 80),
+        "url.scheme": parts.scheme,
+    }
+    if api is not None:
+        attributes["flask_obo.api"] = api
+    with _tracer.start_as_current_span(
+            "flask_obo.downstream", kind=SpanKind.CLIENT, attributes=attributes,
+            record_exception=False, set_status_on_exception=False) as span:
+        if ids is not None and span.is_recording():
+            _set_ids(span, *ids)
+        try:
+            response = send()
+        except BaseException as exc:
+            if span.is_recording():
+                span.set_attribute("error.type", safe_label(getattr(exc, "reason", None)
+                                                            or type(exc).__name__))
+                span.set_status(Status(StatusCode.ERROR))
+            raise
+        if span.is_recording():
+            status = response.status_code
+            span.set_attribute("http.response.status_code", status)
+            if status >= 400:  # a client span's 4xx is an error too (HTTP conventions)
+                span.set_attribute("error.type", str(status))
+                span.set_status(Status(StatusCode.ERROR))
+        return response
+
+
+def inject_context(headers: MutableMapping[str, str]) -> None:
+    """Write the current trace context into an outgoing request's headers."""
+    if AVAILABLE:
+        propagate.inject(headers)
+
+
+def _set_ids(span: Any, user: str | None, tenant: str | None) -> None:
+    if user and user != "app":
+        span.set_attribute("enduser.id", user)
+    if tenant:
+        span.set_attribute("flask_obo.tenant_id", tenant)
