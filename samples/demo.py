@@ -28,6 +28,7 @@ from flask_obo.testing import EntraEmulator
 from flask_obo.testing.config import DEMO_CONFIG, apply_config, emulator_options
 
 from .client import SampleClient, claims_from_challenge, summarise
+from .observability import scrape
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -172,6 +173,23 @@ def run(trace: Trace) -> None:
         trace.check(retried.status_code == 200, f"after MFA the API answered {retried.status_code}")
         trace.say("GET /api/profile -> 200; downstream saw amr:",
                   retried.json()["downstream_saw"]["amr"])
+
+        trace.begin("5", "What an operator sees: the middle tier's /metrics (OpenTelemetry)")
+        for user in (alice, bob, alice, bob):
+            again = client.call("/api/profile", user)
+            trace.check(again.status_code == 200, f"a repeated call answered {again.status_code}")
+        figures = scrape(middle_url)
+        if figures is None:
+            trace.say("no /metrics: opentelemetry-sdk or its Prometheus exporter is missing")
+        else:
+            idp_calls = len(emu.calls("on_behalf_of")) + len(emu.calls("client_credentials"))
+            trace.say(f"downstream token cache-hit ratio: {figures.cache_hit_ratio:.0%} "
+                      f"({figures.from_cache:.0f} of {figures.acquisitions:.0f} from the cache)")
+            trace.say(f"identity-provider calls: {figures.identity_provider_calls:.0f} "
+                      "(the emulator's log agrees)")
+            trace.check(figures.identity_provider_calls == idp_calls,
+                        f"/metrics counts {figures.identity_provider_calls:.0f} identity-provider "
+                        f"calls, the emulator answered {idp_calls}")
     print("\nDemo complete: every step passed; every process stopped.", flush=True)
 
 

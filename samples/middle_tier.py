@@ -24,6 +24,7 @@ from flask_obo import (
     requires_scopes,
 )
 
+from .observability import add_metrics_endpoint, start_metrics
 from .settings import protected_app, serve
 
 DOWNSTREAM = "profile"
@@ -31,6 +32,7 @@ DOWNSTREAM = "profile"
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = protected_app(__name__, config)
+    add_metrics_endpoint(app)  # flask-obo's OpenTelemetry metrics, for Prometheus
 
     @app.get("/api/profile")
     @requires_scopes("access_as_user")
@@ -59,6 +61,7 @@ def _what_downstream_saw(downstream: DownstreamSession) -> tuple[dict[str, Any],
 
 
 def main() -> None:
+    start_metrics("middle-tier")  # the OpenTelemetry SDK, once per process, before the app
     serve(create_app, __doc__, 5001)
 
 

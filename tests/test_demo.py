@@ -31,6 +31,10 @@ def test_demo_runs_the_whole_chain_and_never_prints_a_token() -> None:
     ):
         assert step in out, f"missing from the trace: {step}\n{out}"
     assert '"amr": ["pwd", "mfa"]' in out
+    # Scraped from the middle tier's /metrics (OpenTelemetry's Prometheus reader) and checked
+    # there against the emulator's log.
+    assert re.search(r"downstream token cache-hit ratio: \d+% \(\d+ of \d+ from the cache\)", out)
+    assert "(the emulator's log agrees)" in out
     assert not JWT.search(out), "a raw JWT appeared in the demo output"
     assert "Traceback" not in out
 
