@@ -336,6 +336,20 @@ def test_an_entra_outage_is_timed_as_failed(
         {"flask_obo.grant": "on_behalf_of", "flask_obo.outcome": "success"})] == 1
 
 
+def test_discovery_failing_on_a_tenants_first_call_is_timed_as_failed(
+        telemetry: Recorded, make_otel_middle: MakeMiddle, entra: Any) -> None:
+    middle = make_otel_middle()
+    token = middle.token_for(entra.add_user("discovery"))
+    assert middle.get("/me", token).status_code == 200  # the validator has its metadata
+    entra.faults.inject("discovery", "status", status=503)  # MSAL's, for its first call
+    answer = middle.get("/call/ok", token)
+    assert answer.status_code == 503, answer.get_data(as_text=True)
+    assert entra.calls("on_behalf_of") == []
+    assert telemetry.delta(otel_names.IDP_DURATION) == {key(
+        {"flask_obo.grant": "on_behalf_of", "flask_obo.outcome": "failed",
+         "flask_obo.error": "http_503"}): 1}
+
+
 @pytest.mark.redis
 def test_a_shared_cache_backend_failing_is_counted_by_operation(
         telemetry: Recorded, make_otel_middle: MakeMiddle, entra: Any) -> None:

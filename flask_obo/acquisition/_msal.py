@@ -58,20 +58,17 @@ def exception_error(exc: Exception) -> OboError:
 
 
 def call_outcome(result: Any, exc: BaseException | None) -> tuple[str, str]:
-    """How one token request went, for telemetry: ``("success", "")``, ``("refused",
-    "<Entra's error>[:AADSTS<code>,...]")`` for Entra's error answer, or ``("failed",
-    "<reason>")`` where no usable answer came (a timeout, a 5xx, a malformed body)."""
+    """How one token request went, for telemetry: ``("success", "")``; ``("refused",
+    "<Entra's error>[:AADSTS<code>,...]")`` for Entra's error answer; ``("failed", "<reason>")``
+    where no usable answer came (``exc``, already one of ours: a timeout, a 5xx, a malformed
+    body, discovery that failed)."""
     if exc is not None:
-        if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit
-            return "failed", type(exc).__name__
-        return "failed", exception_error(exc).reason or type(exc).__name__
-    if not isinstance(result, Mapping):
+        return "failed", getattr(exc, "reason", None) or type(exc).__name__
+    if not isinstance(result, Mapping) or not (result.get("error") or result.get("access_token")):
         return "failed", "malformed_response"
-    if "error" in result:
+    if result.get("error"):
         codes = ",".join(f"AADSTS{c}" for c in sorted(error_codes(result)))
         return "refused", f"{result['error']}:{codes}" if codes else str(result["error"])
-    if not result.get("access_token"):
-        return "failed", "malformed_response"
     return "success", ""
 
 

@@ -230,15 +230,21 @@ class TokenAcquirer:
 
     def _call(self, grant: str, tenant: str, scopes: tuple[str, ...], user: str,
               call: Callable[[msal.ConfidentialClientApplication], Any]) -> Mapping[str, Any]:
+        # Timed and traced whole: a tenant's first call fetches its discovery document too.
+        return telemetry.identity_provider_call(
+            grant, lambda: self._call_once(grant, tenant, scopes, user, call), call_outcome,
+            (user, tenant) if self.config.telemetry_include_ids else None)
+
+    def _call_once(self, grant: str, tenant: str, scopes: tuple[str, ...], user: str,
+                   call: Callable[[msal.ConfidentialClientApplication], Any],
+                   ) -> Mapping[str, Any]:
         try:
             app = self.client(tenant)
         except OboError as exc:
             raise self._failed(grant, tenant, scopes, user, exc,
                                error=f"metadata_{exc.reason}") from None
         try:
-            result = telemetry.identity_provider_call(
-                grant, lambda: call(app), call_outcome,
-                (user, tenant) if self.config.telemetry_include_ids else None)
+            result = call(app)
         except OboError:
             raise
         except Exception as exc:
