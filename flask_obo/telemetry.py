@@ -13,8 +13,9 @@ Metrics (docs/telemetry.md lists every attribute):
 
 The counters sit on the per-request path, so they are observable counters over in-process
 tallies: an SDK's synchronous counter costs several microseconds per ``add`` (a time stamp, an
-exemplar check, the attributes copied and hashed, a lock), a tally one increment in a dict of
-the thread's own; the SDK sums the tallies when it collects. Attribute sets are built once.
+exemplar check, the attributes copied and hashed, a lock), a tally (``_tally.py``) one
+increment in a dict of the thread's own; the SDK sums the tallies when it collects. Attribute
+sets are built once.
 
 Spans: one around each identity-provider call and each downstream call, children of the current
 span (opentelemetry-instrumentation-flask's request span where it runs); the downstream call
@@ -30,13 +31,12 @@ on spans only with ``OBO_TELEMETRY_INCLUDE_IDS``, and never on metrics (one seri
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from ._fork import reset_after_fork
+from ._tally import Attributes, Series, SeriesMemo, Tally
 
 try:
     from opentelemetry import metrics, propagate, trace
@@ -70,7 +70,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_Attributes = dict[str, str | bool]
 
 SCOPE = "flask_obo"
 VALIDATIONS = "flask_obo.token.validations"
@@ -84,8 +83,6 @@ IDP_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1
 # A label from outside our code (Entra's error, an exception's class) is kept only when it
 # looks like a code (``invalid_grant:AADSTS65001``): anything else could be a message, or worse.
 _LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}(?::[A-Z0-9,]{1,64})?")
-_MAX_KEYS = 512  # distinct attribute sets per tally: a bound on cardinality, whatever happens
-_MAX_THREADS = 256  # threads counting on their own, per tally
 _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",
                            "TRACE", "PATCH"})
 
@@ -102,152 +99,52 @@ if AVAILABLE:
     _tracer = trace.get_tracer(SCOPE)
 
 
-class _Series:
-    """One attribute set, built once: hashed by identity, cheaper on the hot path than a tuple
-    of pairs (whose hash is computed at every lookup)."""
+def _counter(name: str, unit: str, description: str) -> Tally:
+    """A tally, read by an observable counter ``name`` when the SDK collects."""
+    tally = Tally(enabled=AVAILABLE)
+    if AVAILABLE:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(count, series.attributes)
+                    for series, count in tally.totals().items()]
 
-    __slots__ = ("attributes",)
-
-    def __init__(self, attributes: _Attributes) -> None:
-        self.attributes = attributes
-
-
-class _Tally:
-    """Counts per attribute set, reported by an observable counter at each collection.
-
-    Each thread counts in a dict of its own, without a lock (a lock, cold in the middle of a
-    request, costs more than all the rest); the collector sums the dicts. A dead thread's counts
-    are settled into one shared dict when the next thread starts counting, so a server that
-    makes a thread per request keeps one dict per live thread. Past ``_MAX_THREADS`` (green
-    threads that never look dead), threads count in the shared dict, under the lock.
-    """
-
-    def __init__(self, name: str, unit: str, description: str) -> None:
-        self._reset()
-        reset_after_fork(self)
-        if AVAILABLE:
-            _meter.create_observable_counter(
-                name, callbacks=[self._observe], unit=unit, description=description)
-        else:  # nobody could read the counts
-            self.add = _ignore  # type: ignore[method-assign]
-
-    def _reset(self) -> None:
-        self._local = threading.local()
-        self._lock = threading.Lock()  # for the list of threads and the shared dict
-        self._threads: list[tuple[threading.Thread, dict[_Series, int]]] = []
-        self._settled: dict[_Series, int] = {}
-
-    def add(self, key: _Series) -> None:
-        try:
-            counts: dict[_Series, int] | None = self._local.counts
-        except AttributeError:
-            counts = self._join()
-        if counts is None:
-            with self._lock:
-                self._settled[key] = self._settled.get(key, 0) + 1
-        else:
-            counts[key] = counts.get(key, 0) + 1
-
-    def _join(self) -> dict[_Series, int] | None:
-        counts: dict[_Series, int] = {}
-        with self._lock:
-            self._settle_dead()
-            joined = len(self._threads) < _MAX_THREADS
-            if joined:
-                self._threads.append((threading.current_thread(), counts))
-        self._local.counts = counts if joined else None
-        return self._local.counts  # type: ignore[no-any-return]
-
-    def _settle_dead(self) -> None:
-        alive = []
-        for thread, counts in self._threads:
-            if thread.is_alive():
-                alive.append((thread, counts))
-            else:  # it counts no more
-                for key, count in counts.items():
-                    self._settled[key] = self._settled.get(key, 0) + count
-        self._threads = alive
-
-    def totals(self) -> dict[_Series, int]:
-        with self._lock:
-            self._settle_dead()
-            totals = dict(self._settled)
-            # Copies: their threads may be counting meanwhile.
-            for counts in [dict(counts) for _, counts in self._threads]:
-                for key, count in counts.items():
-                    totals[key] = totals.get(key, 0) + count
-        return totals
-
-    def _observe(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(count, key.attributes) for key, count in self.totals().items()]
-
-    def after_fork_in_child(self) -> None:
-        # A worker counts its own requests: the parent's (a preloading master's) are not its.
-        self._reset()
+        _meter.create_observable_counter(name, callbacks=[observe], unit=unit,
+                                         description=description)
+    return tally
 
 
-def _ignore(key: _Series) -> None:
-    pass
-
-
-class _Keys:
-    """The ``_Series`` of each distinct tuple of values, built once. A bounded memo: past its
-    bound, ``overflow`` gives coarser attributes, whose few series are kept instead."""
-
-    def __init__(self, build: Callable[..., _Attributes],
-                 overflow: Callable[..., _Attributes]) -> None:
-        self._build = build
-        self._overflow = overflow
-        self._known: dict[tuple[Any, ...], _Series] = {}
-        self._series: dict[tuple[tuple[str, str | bool], ...], _Series] = {}
-
-    def get(self, *values: Any) -> _Series:
-        series = self._known.get(values)
-        if series is not None:
-            return series
-        if len(self._known) >= _MAX_KEYS:
-            return self._intern(self._overflow(*values))
-        series = self._known[values] = self._intern(self._build(*values))
-        return series
-
-    def _intern(self, attributes: _Attributes) -> _Series:
-        # Equal attributes, one series: two values that label alike are one time series.
-        return self._series.setdefault(tuple(sorted(attributes.items())), _Series(attributes))
-
-
-_validations = _Tally(VALIDATIONS, "{validation}",
-                      "Bearer tokens checked: accepted or refused, with the reason code")
-_acquisitions = _Tally(ACQUISITIONS, "{token}",
-                       "Downstream tokens handed out: from the cache or the identity provider")
-_cache_errors = _Tally(CACHE_ERRORS, "{error}",
-                       "Operations of the shared token-cache backend that failed")
+_validations = _counter(VALIDATIONS, "{validation}",
+                        "Bearer tokens checked: accepted or refused, with the reason code")
+_acquisitions = _counter(ACQUISITIONS, "{token}",
+                         "Downstream tokens handed out: from the cache or the identity provider")
+_cache_errors = _counter(CACHE_ERRORS, "{error}",
+                         "Operations of the shared token-cache backend that failed")
 if AVAILABLE:
     _idp_duration = _meter.create_histogram(
         IDP_DURATION, unit="s", description="Token requests to the identity provider",
         explicit_bucket_boundaries_advisory=IDP_DURATION_BUCKETS)
 
-_ACCEPTED: dict[bool, _Series] = {
-    cached: _Series({"flask_obo.outcome": "accepted", "flask_obo.cached": cached})
+_ACCEPTED: dict[bool, Series] = {
+    cached: Series({"flask_obo.outcome": "accepted", "flask_obo.cached": cached})
     for cached in (False, True)}
 
 
-def _refused_attributes(reason: str) -> _Attributes:
+def _refused_attributes(reason: str) -> Attributes:
     return {"flask_obo.outcome": "refused", "flask_obo.reason": reason,
             "flask_obo.cached": False}
 
 
-def _acquisition_attributes(source: str, grant: str, api: str | None) -> _Attributes:
-    attributes: _Attributes = {"flask_obo.source": source, "flask_obo.grant": grant}
+def _acquisition_attributes(source: str, grant: str, api: str | None) -> Attributes:
+    attributes: Attributes = {"flask_obo.source": source, "flask_obo.grant": grant}
     if api is not None:
         attributes["flask_obo.api"] = api
     return attributes
 
 
-_refused = _Keys(lambda reason: _refused_attributes(safe_label(reason)),
+_refused = SeriesMemo(lambda reason: _refused_attributes(safe_label(reason)),
                  lambda reason: _refused_attributes("other"))
-_acquired = _Keys(_acquisition_attributes,
+_acquired = SeriesMemo(_acquisition_attributes,
                   lambda source, grant, api: _acquisition_attributes(source, grant, "other"))
-_cache_failed = _Keys(lambda operation: {"flask_obo.operation": safe_label(operation)},
+_cache_failed = SeriesMemo(lambda operation: {"flask_obo.operation": safe_label(operation)},
                       lambda operation: {"flask_obo.operation": "other"})
 
 

@@ -43,7 +43,9 @@ from flask_obo import (
     requires_downstream,
     requires_downstream_for_app,
 )
+from flask_obo import _tally as tally_module
 from flask_obo import telemetry as otel_names
+from flask_obo._tally import Series, Tally
 from flask_obo.testing import App
 from flask_obo.testing.redis_server import RedisServer, RedisUnavailable
 
@@ -473,7 +475,7 @@ def test_no_token_secret_name_or_email_is_ever_recorded(
 
 # -- the tallies under the counters -------------------------------------------------------------
 # flask-obo's counters count in per-thread dicts without a lock; what threads do to them is not
-# observable through a flow with certainty, so these tests drive the (private) tally directly.
+# observable through a flow with certainty, so these tests drive the tally (private) directly.
 
 def _count_in_threads(tally: Any, series: Any, threads: int, each: int,
                       hold: threading.Event | None = None) -> list[threading.Thread]:
@@ -499,10 +501,9 @@ def _count_in_threads(tally: Any, series: Any, threads: int, each: int,
     return workers
 
 
-def test_threads_counting_at_once_lose_nothing_and_finished_threads_are_settled(
-        otel: Recorded) -> None:
-    tally = otel_names._Tally("test.flask_obo.tally", "1", "threads")
-    series = otel_names._Series({"k": "v"})
+def test_threads_counting_at_once_lose_nothing_and_finished_threads_are_settled() -> None:
+    tally = Tally()
+    series = Series({"k": "v"})
     for worker in _count_in_threads(tally, series, threads=8, each=20_000):
         worker.join()
     assert tally.totals() == {series: 160_000}
@@ -512,10 +513,10 @@ def test_threads_counting_at_once_lose_nothing_and_finished_threads_are_settled(
 
 
 def test_past_the_thread_bound_threads_share_one_locked_dict(
-        otel: Recorded, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(otel_names, "_MAX_THREADS", 3)
-    tally = otel_names._Tally("test.flask_obo.tally_bound", "1", "bound")
-    series = otel_names._Series({"k": "v"})
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tally_module, "MAX_THREADS", 3)
+    tally = Tally()
+    series = Series({"k": "v"})
     hold = threading.Event()  # the threads stay alive: nothing can be settled
     workers = _count_in_threads(tally, series, threads=10, each=5_000, hold=hold)
     try:
@@ -527,9 +528,9 @@ def test_past_the_thread_bound_threads_share_one_locked_dict(
             worker.join()
 
 
-def test_a_forked_worker_counts_from_zero(otel: Recorded) -> None:
-    tally = otel_names._Tally("test.flask_obo.tally_fork", "1", "fork")
-    series = otel_names._Series({"k": "v"})
+def test_a_forked_worker_counts_from_zero() -> None:
+    tally = Tally()
+    series = Series({"k": "v"})
     tally.add(series)
     tally.after_fork_in_child()  # what _fork runs first thing in a child
     assert tally.totals() == {}
