@@ -35,6 +35,7 @@ from .errors import (
     InvalidToken,
     MissingToken,
     OboError,
+    ServerMisconfigured,
     UpstreamAuthError,
 )
 from .extension import FlaskOBO, public
@@ -57,6 +58,7 @@ __all__ = [
     "InvalidToken",
     "MissingToken",
     "OboError",
+    "ServerMisconfigured",
     "TokenClaims",
     "UpstreamAuthError",
     "acquire_token_for_app",

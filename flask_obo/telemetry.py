@@ -4,7 +4,7 @@ flask-obo records through the global meter and tracer providers: the application
 exporters decide where it goes. Without an SDK the API's no-op providers make it nearly free;
 without the extra every function here does nothing. The only module that imports opentelemetry.
 
-Metrics (docs/telemetry.md lists every attribute):
+Metrics (docs/guides/telemetry.md lists every attribute):
 
 - ``flask_obo.token.validations``: accepted and refused bearer tokens;
 - ``flask_obo.downstream_token.acquisitions``: downstream tokens by source, grant and API;

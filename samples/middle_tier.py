@@ -8,6 +8,8 @@ certificate), and OBO_DOWNSTREAM_APIS, e.g.
                                       "scopes": ["api://<downstream-client-id>/read"]}}
 Against Microsoft Graph: {"graph": {"base_url": "https://graph.microsoft.com/v1.0/",
                                      "scopes": ["User.Read"]}}
+A browser app on another origin (samples/spa) needs CORS: CORS_ORIGINS=http://localhost:5173
+(Flask-CORS settings, e.g. a JSON list of origins).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
+from flask_cors import CORS
 
 from flask_obo import (
     DownstreamSession,
@@ -25,13 +28,16 @@ from flask_obo import (
 )
 
 from .observability import add_metrics_endpoint, start_metrics
-from .settings import protected_app, serve
+from .settings import load_settings, protected_app, serve
 
 DOWNSTREAM = "profile"
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    app = protected_app(__name__, config)
+    app = protected_app(__name__, {**load_settings("CORS_"), **(config or {})})
+    if app.config.get("CORS_ORIGINS"):
+        # Only the configured origins; the SPA must read the claims challenge's header.
+        CORS(app, expose_headers=["WWW-Authenticate"])
     add_metrics_endpoint(app)  # flask-obo's OpenTelemetry metrics, for Prometheus
 
     @app.get("/api/profile")

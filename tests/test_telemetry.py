@@ -4,240 +4,56 @@ app tokens, Entra refusing and failing, a shared cache backend going down, and d
 under opentelemetry-instrumentation-flask's request span, with W3C trace context sent on.
 Nothing recorded carries a token, a secret, a name or an e-mail.
 
-OpenTelemetry's global providers can be set once per process: one session-wide SDK setup
-(``otel``) records everything; each test reads what changed during it (``telemetry``).
-flask_obo was imported before the providers were set, so its instruments are the API's proxies
-until then, as in an application that configures OpenTelemetry after its imports.
+The SDK is set once for the session (the ``otel`` fixture); each test reads what changed during
+it (``telemetry``). The middle tier is the suite's (``make_middle``), calling the downstream
+stand-in as ``down``; that stand-in, a FlaskOBO app too, counts its own validations in the same
+process, so the tests that count validations make no downstream call.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from flask import Flask, jsonify
-from flask.testing import FlaskClient
-from opentelemetry import metrics, trace
-from opentelemetry.instrumentation.flask import FlaskInstrumentor
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from flask import request
 from opentelemetry.trace import SpanKind, StatusCode
-from werkzeug.serving import make_server
+from support.apps import MIDDLE_SECRET, MakeApp, MakeMiddle
+from support.checks import leaked_fragment
+from support.telemetry import InstrumentedFlask, Recorded, key
+from support.timing import Clock
 
-from flask_obo import (
-    ConfigError,
-    DownstreamSession,
-    FlaskOBO,
-    current_token,
-    requires_downstream,
-    requires_downstream_for_app,
-)
+from flask_obo import ConfigError, DownstreamSession, requires_downstream
 from flask_obo import _tally as tally_module
 from flask_obo import telemetry as otel_names
 from flask_obo._tally import Series, Tally
-from flask_obo.testing import App
-from flask_obo.testing.redis_server import RedisServer, RedisUnavailable
+from flask_obo.testing import DownstreamStandIn
+from flask_obo.testing.pytest_plugin import EntraTestHelper
+from flask_obo.testing.redis_server import RedisServer
 
-SECRET = "telemetry-middle-secret~with.chars"
-Key = tuple[tuple[str, Any], ...]
-
-
-def key(attributes: dict[str, Any]) -> Key:
-    return tuple(sorted(attributes.items()))
-
-
-# -- the SDK, once per process -------------------------------------------------------------------
-
-@dataclass
-class Recorded:
-    """The session's in-memory reader and exporter, read as differences since a mark."""
-
-    reader: InMemoryMetricReader
-    exporter: InMemorySpanExporter
-    before: dict[str, dict[Key, float]] = field(default_factory=dict)
-
-    def points(self) -> dict[str, dict[Key, float]]:
-        """Per metric: attribute set -> value (counters) or count (histograms)."""
-        found: dict[str, dict[Key, float]] = {}
-        data = self.reader.get_metrics_data()
-        for resource in data.resource_metrics if data else ():
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    into = found.setdefault(metric.name, {})
-                    for point in metric.data.data_points:
-                        value = getattr(point, "count", None)
-                        into[key(dict(point.attributes or {}))] = (
-                            value if value is not None else point.value)
-        return found
-
-    def mark(self) -> None:
-        self.exporter.clear()
-        self.before = self.points()
-
-    def delta(self, name: str) -> dict[Key, float]:
-        """What ``name`` recorded since the mark, by attribute set (changes only)."""
-        before = self.before.get(name, {})
-        now = self.points().get(name, {})
-        return {k: v - before.get(k, 0) for k, v in now.items() if v != before.get(k, 0)}
-
-    def spans(self, name: str) -> list[ReadableSpan]:
-        return [s for s in self.exporter.get_finished_spans() if s.name == name]
-
-
-@pytest.fixture(scope="session")
-def otel() -> Iterator[Recorded]:
-    reader = InMemoryMetricReader()
-    exporter = InMemorySpanExporter()
-    meter_provider = MeterProvider(metric_readers=[reader])
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    metrics.set_meter_provider(meter_provider)
-    trace.set_tracer_provider(tracer_provider)
-    assert metrics.get_meter_provider() is meter_provider, "a meter provider was set before"
-    assert trace.get_tracer_provider() is tracer_provider, "a tracer provider was set before"
-    yield Recorded(reader, exporter)
-    # The globals stay set for the rest of the session; shut down, they record nothing more.
-    tracer_provider.shutdown()
-    meter_provider.shutdown()
-
-
-@pytest.fixture
-def telemetry(otel: Recorded) -> Recorded:
-    otel.mark()
-    return otel
-
-
-# -- a downstream API that shows what it received, and the middle tier calling it -----------------
-
-@dataclass
-class Echo:
-    url: str
-    received: list[dict[str, str | None]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-@pytest.fixture(scope="module")
-def echo() -> Iterator[Echo]:
-    """A downstream API that answers 200 with the trace context it was sent (no token check:
-    it records the Authorization it received, for the leak scan)."""
-    state: dict[str, Echo] = {}
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        seen = {"traceparent": environ.get("HTTP_TRACEPARENT"),
-                "authorization": environ.get("HTTP_AUTHORIZATION")}
-        with state["echo"].lock:
-            state["echo"].received.append(seen)
-        status = "404 Not Found" if environ["PATH_INFO"].endswith("/missing") else "200 OK"
-        start_response(status, [("Content-Type", "application/json")])
-        return [json.dumps({"traceparent": seen["traceparent"]}).encode()]
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state["echo"] = Echo(url=f"http://127.0.0.1:{server.port}/")
-    yield state["echo"]
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
-
-
-@dataclass
-class Middle:
-    app: Flask
-    registration: App
-    down: App
-    client: FlaskClient
-    entra: Any
-
-    def token_for(self, user: Any, **kwargs: Any) -> str:
-        return str(self.entra.issue_user_token(user, resource=self.registration,
-                                               scopes=["access_as_user"], **kwargs))
-
-    def get(self, path: str, token: str | None) -> Any:
-        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        return self.client.get(path, headers=headers)
-
-
-MakeMiddle = Callable[..., Middle]
-
-
-@pytest.fixture
-def make_otel_middle(entra: Any, echo: Echo) -> Iterator[MakeMiddle]:
-    """``make_otel_middle(instrument=False, consent=True, **OBO_config)``: a middle tier whose
-    downstream API "echo" is the echo server. With ``instrument``, the app is instrumented by
-    opentelemetry-instrumentation-flask before FlaskOBO, so the request span exists when the
-    token is checked."""
-    built: list[Flask] = []
-
-    def make(*, instrument: bool = False, consent: bool = True, **config: Any) -> Middle:
-        registration = entra.register_app("otel-middle", secret=SECRET,
-                                          scopes=["access_as_user"])
-        down = entra.register_app("otel-down", scopes=["read"], roles=["Reader"])
-        if consent:
-            entra.grant_consent(client=registration, resource=down, scopes=["read"],
-                                roles=["Reader"])
-        scope = f"{down.app_id_uri}/read"
-        app = Flask(f"otel-middle-{registration.client_id[:8]}")
-        if instrument:
-            FlaskInstrumentor().instrument_app(app)
-        app.config.update(
-            OBO_AUTHORITY=entra.authority(), OBO_CLIENT_ID=registration.client_id,
-            OBO_CA_BUNDLE=entra.ca_bundle, OBO_CLIENT_SECRET=SECRET,
-            OBO_DOWNSTREAM_APIS={"echo": {"base_url": echo.url, "scopes": [scope],
-                                          "retries": 0}},
-            **config)
-        FlaskOBO(app)
-
-        @app.get("/me")
-        def me() -> Any:
-            return jsonify(oid=current_token.oid)
-
-        @app.get("/call/<path:path>")
-        @requires_downstream(api="echo")
-        def call(path: str, downstream: DownstreamSession) -> Any:
-            answer = downstream.get(path)
-            return jsonify(status=answer.status_code, body=answer.json())
-
-        @app.get("/scopes")
-        @requires_downstream([scope])
-        def by_scopes(downstream: DownstreamSession) -> Any:
-            answer = downstream.get(echo.url + "ok")
-            return jsonify(status=answer.status_code)
-
-        @app.get("/as-app")
-        @requires_downstream_for_app(api="echo")
-        def as_app(downstream: DownstreamSession) -> Any:
-            answer = downstream.get("ok")
-            return jsonify(status=answer.status_code)
-
-        built.append(app)
-        return Middle(app, registration, down, app.test_client(), entra)
-
-    yield make
-    for app in built:
-        app.extensions["obo"].close()
-
-
-# -- metrics -------------------------------------------------------------------------------------
-
+OBO = {"flask_obo.grant": "on_behalf_of", "flask_obo.api": "down"}
 ACCEPTED = {"flask_obo.outcome": "accepted"}
 REFUSED = {"flask_obo.outcome": "refused", "flask_obo.cached": False}
 
 
+def add_scopes_view(app: Any, downstream_api: DownstreamStandIn) -> None:
+    """``GET /by-scopes``: a view that names its downstream scopes itself, not an API."""
+
+    @app.get("/by-scopes")
+    @requires_downstream([downstream_api.scope("read")])
+    def by_scopes(downstream: DownstreamSession) -> Any:
+        return {"status": downstream.get(downstream_api.url + "me").status_code}
+
+
+# -- metrics -------------------------------------------------------------------------------------
+
 def test_validations_are_counted_accepted_or_refused_with_the_reason(
-        telemetry: Recorded, make_otel_middle: MakeMiddle, entra: Any) -> None:
-    middle = make_otel_middle()
+        telemetry: Recorded, make_middle: MakeMiddle, entra: EntraTestHelper) -> None:
+    middle = make_middle()
     user = entra.add_user("val")
     token = middle.token_for(user)
     assert middle.get("/me", token).status_code == 200
@@ -255,18 +71,16 @@ def test_validations_are_counted_accepted_or_refused_with_the_reason(
 
 
 def test_obo_miss_then_hits_count_one_identity_provider_call(
-        telemetry: Recorded, make_otel_middle: MakeMiddle, entra: Any) -> None:
-    middle = make_otel_middle()
-    user = entra.add_user("obo")
-    token = middle.token_for(user)
+        telemetry: Recorded, make_middle: MakeMiddle, entra: EntraTestHelper) -> None:
+    middle = make_middle()
+    token = middle.token_for(entra.add_user("obo"))
     for _ in range(3):
-        answer = middle.get("/call/ok", token)
+        answer = middle.get("/call/down/ok", token)
         assert answer.status_code == 200, answer.get_data(as_text=True)
-    assert len(entra.calls("on_behalf_of")) == 1
-    obo = {"flask_obo.grant": "on_behalf_of", "flask_obo.api": "echo"}
+    assert len(middle.obo_calls()) == 1
     assert telemetry.delta(otel_names.ACQUISITIONS) == {
-        key({**obo, "flask_obo.source": "identity_provider"}): 1,
-        key({**obo, "flask_obo.source": "cache"}): 2,
+        key({**OBO, "flask_obo.source": "identity_provider"}): 1,
+        key({**OBO, "flask_obo.source": "cache"}): 2,
     }
     assert telemetry.delta(otel_names.IDP_DURATION) == {
         key({"flask_obo.grant": "on_behalf_of", "flask_obo.outcome": "success"}): 1}
@@ -278,7 +92,7 @@ def test_obo_miss_then_hits_count_one_identity_provider_call(
     assert len(calls) == 3
     for span in calls:
         attributes = dict(span.attributes or {})
-        assert attributes["flask_obo.api"] == "echo"
+        assert attributes["flask_obo.api"] == "down"
         assert attributes["http.request.method"] == "GET"
         assert attributes["http.response.status_code"] == 200
         assert attributes["server.address"] == "127.0.0.1"
@@ -287,26 +101,45 @@ def test_obo_miss_then_hits_count_one_identity_provider_call(
 
 
 def test_app_tokens_and_raw_scopes_are_told_apart(
-        telemetry: Recorded, make_otel_middle: MakeMiddle, entra: Any) -> None:
-    middle = make_otel_middle()
+        telemetry: Recorded, make_middle: MakeMiddle, entra: EntraTestHelper,
+        downstream: DownstreamStandIn) -> None:
+    middle = make_middle()
+    add_scopes_view(middle.app, downstream)
     token = middle.token_for(entra.add_user("apps"))
-    for path in ("/as-app", "/as-app", "/scopes"):
+    for path in ("/as-app", "/as-app", "/by-scopes"):
         answer = middle.get(path, token)
         assert answer.status_code == 200, answer.get_data(as_text=True)
+    app_token = {"flask_obo.grant": "client_credentials", "flask_obo.api": "down"}
     assert telemetry.delta(otel_names.ACQUISITIONS) == {
-        key({"flask_obo.source": "identity_provider", "flask_obo.grant": "client_credentials",
-             "flask_obo.api": "echo"}): 1,
-        key({"flask_obo.source": "cache", "flask_obo.grant": "client_credentials",
-             "flask_obo.api": "echo"}): 1,
+        key({**app_token, "flask_obo.source": "identity_provider"}): 1,
+        key({**app_token, "flask_obo.source": "cache"}): 1,
         # A view that named scopes, not a configured API: no api attribute.
         key({"flask_obo.source": "identity_provider", "flask_obo.grant": "on_behalf_of"}): 1,
     }
 
 
+def test_a_refresh_ahead_is_counted_apart_from_the_request_it_served(
+        telemetry: Recorded, make_middle: MakeMiddle, entra: EntraTestHelper,
+        clock: Clock) -> None:
+    # Lifetime 3600 s, margin 60 s, refresh ahead 300 s: refreshed once 3240 s have passed.
+    middle = make_middle(clock=clock, OBO_CACHE_EXPIRY_MARGIN=60, OBO_CACHE_REFRESH_AHEAD=300)
+    token = middle.token_for(entra.add_user("ahead"), lifetime=7200)
+    assert middle.get("/call/down/ok", token).status_code == 200
+    clock.advance(3300)
+    assert middle.get("/call/down/ok", token).status_code == 200  # served; renewed behind
+    middle.cache.close()  # waits for the background refresh
+    assert len(middle.obo_calls()) == 2
+    assert telemetry.delta(otel_names.ACQUISITIONS) == {
+        key({**OBO, "flask_obo.source": "identity_provider"}): 1,
+        key({**OBO, "flask_obo.source": "cache"}): 1,
+        key({**OBO, "flask_obo.source": "refresh_ahead"}): 1,
+    }
+
+
 def test_an_entra_refusal_records_its_error_and_aadsts_code_only(
-        telemetry: Recorded, make_otel_middle: MakeMiddle, entra: Any) -> None:
-    middle = make_otel_middle(consent=False)
-    answer = middle.get("/call/ok", middle.token_for(entra.add_user("consent")))
+        telemetry: Recorded, make_middle: MakeMiddle, entra: EntraTestHelper) -> None:
+    middle = make_middle(consent=False)
+    answer = middle.get("/call/down/ok", middle.token_for(entra.add_user("consent")))
     assert answer.status_code == 403, answer.get_data(as_text=True)
     refused = {"flask_obo.grant": "on_behalf_of", "flask_obo.outcome": "refused",
                "flask_obo.error": "invalid_grant:AADSTS65001"}
@@ -319,11 +152,11 @@ def test_an_entra_refusal_records_its_error_and_aadsts_code_only(
 
 
 def test_an_entra_outage_is_timed_as_failed(
-        telemetry: Recorded, make_otel_middle: MakeMiddle, entra: Any) -> None:
-    middle = make_otel_middle()
+        telemetry: Recorded, make_middle: MakeMiddle, entra: EntraTestHelper) -> None:
+    middle = make_middle()
     token = middle.token_for(entra.add_user("fault"))
     entra.faults.inject("token", "status", status=503, retry_after=1)
-    answer = middle.get("/call/ok", token)
+    answer = middle.get("/call/down/ok", token)
     assert answer.status_code == 503, answer.get_data(as_text=True)
     failed = {"flask_obo.grant": "on_behalf_of", "flask_obo.outcome": "failed",
               "flask_obo.error": "http_503"}
@@ -332,21 +165,21 @@ def test_an_entra_outage_is_timed_as_failed(
     assert span.status.status_code is StatusCode.ERROR
     assert telemetry.spans("flask_obo.downstream") == []  # no token, no downstream call
 
-    answer = middle.get("/call/ok", token)  # Entra is back
+    answer = middle.get("/call/down/ok", token)  # Entra is back
     assert answer.status_code == 200, answer.get_data(as_text=True)
     assert telemetry.delta(otel_names.IDP_DURATION)[key(
         {"flask_obo.grant": "on_behalf_of", "flask_obo.outcome": "success"})] == 1
 
 
 def test_discovery_failing_on_a_tenants_first_call_is_timed_as_failed(
-        telemetry: Recorded, make_otel_middle: MakeMiddle, entra: Any) -> None:
-    middle = make_otel_middle()
+        telemetry: Recorded, make_middle: MakeMiddle, entra: EntraTestHelper) -> None:
+    middle = make_middle()
     token = middle.token_for(entra.add_user("discovery"))
     assert middle.get("/me", token).status_code == 200  # the validator has its metadata
     entra.faults.inject("discovery", "status", status=503)  # MSAL's, for its first call
-    answer = middle.get("/call/ok", token)
+    answer = middle.get("/call/down/ok", token)
     assert answer.status_code == 503, answer.get_data(as_text=True)
-    assert entra.calls("on_behalf_of") == []
+    assert middle.obo_calls() == []
     assert telemetry.delta(otel_names.IDP_DURATION) == {key(
         {"flask_obo.grant": "on_behalf_of", "flask_obo.outcome": "failed",
          "flask_obo.error": "http_503"}): 1}
@@ -354,22 +187,15 @@ def test_discovery_failing_on_a_tenants_first_call_is_timed_as_failed(
 
 @pytest.mark.redis
 def test_a_shared_cache_backend_failing_is_counted_by_operation(
-        telemetry: Recorded, make_otel_middle: MakeMiddle, entra: Any) -> None:
-    try:
-        redis = RedisServer().start()
-    except RedisUnavailable as exc:
-        pytest.skip(f"redis-server could not start ({exc})")
-    try:
-        middle = make_otel_middle(OBO_CACHE={"CACHE_TYPE": "RedisCache",
-                                             "CACHE_REDIS_URL": redis.url})
-        first = middle.get("/call/ok", middle.token_for(entra.add_user("redis1")))
-        assert first.status_code == 200, first.get_data(as_text=True)
-        assert telemetry.delta(otel_names.CACHE_ERRORS) == {}
-        redis.stop()
-        answer = middle.get("/call/ok", middle.token_for(entra.add_user("redis2")))
-        assert answer.status_code == 200, answer.get_data(as_text=True)  # bypassed, not a 500
-    finally:
-        redis.close()
+        telemetry: Recorded, make_middle: MakeMiddle, entra: EntraTestHelper,
+        redis_server: RedisServer) -> None:
+    middle = make_middle(redis_url=redis_server.url)
+    first = middle.get("/call/down/ok", middle.token_for(entra.add_user("redis1")))
+    assert first.status_code == 200, first.get_data(as_text=True)
+    assert telemetry.delta(otel_names.CACHE_ERRORS) == {}
+    redis_server.stop()
+    answer = middle.get("/call/down/ok", middle.token_for(entra.add_user("redis2")))
+    assert answer.status_code == 200, answer.get_data(as_text=True)  # bypassed, not a 500
     # The failed read; the backend is then bypassed for a few seconds, so no more attempts.
     assert telemetry.delta(otel_names.CACHE_ERRORS) == {key({"flask_obo.operation": "get"}): 1}
 
@@ -377,43 +203,47 @@ def test_a_shared_cache_backend_failing_is_counted_by_operation(
 # -- spans under the Flask instrumentation ---------------------------------------------------------
 
 def test_downstream_span_is_a_child_of_the_request_span_and_its_context_is_sent_on(
-        telemetry: Recorded, make_otel_middle: MakeMiddle, entra: Any, echo: Echo) -> None:
-    middle = make_otel_middle(instrument=True)
-    answer = middle.get("/call/ok", middle.token_for(entra.add_user("trace")))
+        telemetry: Recorded, make_middle: MakeMiddle, entra: EntraTestHelper,
+        downstream: DownstreamStandIn) -> None:
+    sent: list[str | None] = []
+    downstream.app.before_request(lambda: sent.append(request.headers.get("traceparent")))
+    middle = make_middle(flask_class=InstrumentedFlask)
+    answer = middle.get("/call/down/ok", middle.token_for(entra.add_user("trace")))
     assert answer.status_code == 200, answer.get_data(as_text=True)
-    [server] = [s for s in telemetry.exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
+    [server] = telemetry.server_spans()
     [idp] = telemetry.spans("flask_obo.identity_provider")
     [call] = telemetry.spans("flask_obo.downstream")
-    request = server.get_span_context()
+    request_span = server.get_span_context()
     # The token is acquired before the call: both are children of the request, not nested.
     for span in (idp, call):
-        assert span.context.trace_id == request.trace_id
-        assert span.parent is not None and span.parent.span_id == request.span_id
-    sent = answer.get_json()["body"]["traceparent"]
+        assert span.context.trace_id == request_span.trace_id
+        assert span.parent is not None and span.parent.span_id == request_span.span_id
     context = call.get_span_context()
     assert context.trace_flags.sampled
-    assert sent == (f"00-{context.trace_id:032x}-{context.span_id:016x}-"
-                    f"{int(context.trace_flags):02x}")
+    assert sent == [f"00-{context.trace_id:032x}-{context.span_id:016x}-"
+                    f"{int(context.trace_flags):02x}"]
 
 
 def test_a_downstream_refusal_marks_the_span_as_an_error(
-        telemetry: Recorded, make_otel_middle: MakeMiddle, entra: Any) -> None:
-    middle = make_otel_middle()
-    answer = middle.get("/call/missing", middle.token_for(entra.add_user("404")))
-    assert answer.get_json()["status"] == 404
+        telemetry: Recorded, make_middle: MakeMiddle, entra: EntraTestHelper,
+        downstream: DownstreamStandIn) -> None:
+    middle = make_middle()
+    downstream.answer_next(status=404)
+    answer = middle.get("/call/down/missing", middle.token_for(entra.add_user("404")))
+    assert answer.status_code == 404
     [call] = telemetry.spans("flask_obo.downstream")
     assert call.status.status_code is StatusCode.ERROR
     assert dict(call.attributes or {})["error.type"] == "404"
 
 
 def test_ids_go_on_spans_only_when_the_operator_opts_in(
-        telemetry: Recorded, make_otel_middle: MakeMiddle, entra: Any) -> None:
-    middle = make_otel_middle(instrument=True, OBO_TELEMETRY_INCLUDE_IDS=True)
+        telemetry: Recorded, make_middle: MakeMiddle, entra: EntraTestHelper) -> None:
+    middle = make_middle(flask_class=InstrumentedFlask, OBO_TELEMETRY_INCLUDE_IDS=True)
     user = entra.add_user("ids")
-    answer = middle.get("/call/ok", middle.token_for(user))
+    answer = middle.get("/call/down/ok", middle.token_for(user))
     assert answer.status_code == 200, answer.get_data(as_text=True)
     ids = {"enduser.id": user.oid, "flask_obo.tenant_id": user.tenant_id}
-    [server] = [s for s in telemetry.exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
+    [server] = telemetry.server_spans()
     for span in (server, *telemetry.spans("flask_obo.identity_provider"),
                  *telemetry.spans("flask_obo.downstream")):
         attributes = dict(span.attributes or {})
@@ -425,51 +255,41 @@ def test_ids_go_on_spans_only_when_the_operator_opts_in(
 
 # -- nothing secret, nothing personal ------------------------------------------------------------
 
-WINDOW = 20
-
-
-def _pieces(secret: str) -> set[str]:
-    """The secret, and every 20-character piece of it: of a JWT's signature, which is its own
-    (every token of one issuer starts with the same header)."""
-    text = secret.rsplit(".", 1)[1] if secret.count(".") == 2 else secret
-    return {secret} | {text[i:i + WINDOW] for i in range(len(text) - WINDOW + 1)}
-
-
 def test_no_token_secret_name_or_email_is_ever_recorded(
-        telemetry: Recorded, make_otel_middle: MakeMiddle, entra: Any, echo: Echo) -> None:
+        telemetry: Recorded, make_middle: MakeMiddle, entra: EntraTestHelper,
+        downstream: DownstreamStandIn, downstream_tokens: list[str]) -> None:
     encryption_key = Fernet.generate_key().decode()
-    middle = make_otel_middle(instrument=True, OBO_TELEMETRY_INCLUDE_IDS=True,
-                              OBO_CACHE_ENCRYPTION_KEY=encryption_key)
-    unconsented = make_otel_middle(consent=False)
+    middle = make_middle(flask_class=InstrumentedFlask, OBO_TELEMETRY_INCLUDE_IDS=True,
+                         OBO_CACHE_ENCRYPTION_KEY=encryption_key)
+    add_scopes_view(middle.app, downstream)
+    unconsented = make_middle(consent=False)
     user = entra.add_user("leak.check@contoso.test", name="Leaky McLeakface")
     token = middle.token_for(user)
-    forbidden: dict[str, str] = {"client secret": SECRET, "cache key": encryption_key,
+    forbidden: dict[str, str] = {"client secret": MIDDLE_SECRET, "cache key": encryption_key,
                                  "assertion": token, "e-mail": user.username,
                                  "name": user.name}
     hostile = {"expired": middle.token_for(user, lifetime=-3600),
                "bad signature": token[:-8] + "AAAAAAAA",
                "garbage": "not-a-token-" + secrets.token_urlsafe(40)}
     forbidden.update({f"hostile token ({label})": bad for label, bad in hostile.items()})
-    before = len(echo.received)
-    for path in ("/call/ok", "/call/ok", "/as-app", "/scopes", "/call/missing"):
-        assert middle.get(path, token).status_code == 200
+    for path in ("/call/down/ok", "/call/down/ok", "/as-app", "/by-scopes"):
+        assert middle.get(path, token).status_code == 200, path
+    downstream.answer_next(status=404)
+    assert middle.get("/call/down/missing", token).status_code == 404
     for bad in hostile.values():
         assert middle.get("/me", bad).status_code == 401
-    assert unconsented.get("/call/ok", unconsented.token_for(user)).status_code == 403
+    assert unconsented.get("/call/down/ok", unconsented.token_for(user)).status_code == 403
     entra.faults.inject("token", "malformed")
-    assert middle.get("/call/ok", middle.token_for(user)).status_code == 503
-    for index, seen in enumerate(echo.received[before:]):  # what the downstream API was sent
-        forbidden[f"downstream token #{index}"] = str(seen["authorization"])
+    assert middle.get("/call/down/ok", middle.token_for(user)).status_code == 503
+    forbidden.update({f"downstream token #{i}": sent for i, sent in enumerate(downstream_tokens)})
 
     data = telemetry.reader.get_metrics_data()
-    texts = [data.to_json() if data else ""]
     spans = telemetry.exporter.get_finished_spans()
-    texts += [span.to_json() for span in spans]
     assert {s.name for s in spans} >= {"flask_obo.identity_provider", "flask_obo.downstream"}
-    haystack = "\n".join(texts)
+    haystack = "\n".join([data.to_json() if data else "", *(s.to_json() for s in spans)])
     assert user.oid in haystack  # opted in: the ids are there, so the scan reads the right text
     leaks = sorted(label for label, secret in forbidden.items()
-                   if any(piece in haystack for piece in _pieces(secret)))
+                   if leaked_fragment(secret, haystack) is not None)
     assert not leaks, f"telemetry carries: {leaks}"
 
 
@@ -564,14 +384,14 @@ print("ok")
 
 @pytest.mark.parametrize(("value", "expected"), [
     (True, True), (False, False), ("true", True), ("off", False), (1, True), ("", False)])
-def test_include_ids_setting_reads_booleans(make_otel_middle: MakeMiddle, value: Any,
+def test_include_ids_setting_reads_booleans(make_app: MakeApp, value: Any,
                                             expected: bool) -> None:
-    middle = make_otel_middle(OBO_TELEMETRY_INCLUDE_IDS=value)
-    assert middle.app.extensions["obo"].config.telemetry_include_ids is expected
+    app = make_app(OBO_TELEMETRY_INCLUDE_IDS=value)
+    assert app.extensions["obo"].config.telemetry_include_ids is expected
 
 
 @pytest.mark.parametrize("value", ["maybe", 2, None, ["yes"]])
-def test_include_ids_setting_refuses_what_is_not_a_boolean(make_otel_middle: MakeMiddle,
+def test_include_ids_setting_refuses_what_is_not_a_boolean(make_app: MakeApp,
                                                            value: Any) -> None:
     with pytest.raises(ConfigError, match="OBO_TELEMETRY_INCLUDE_IDS must be True or False"):
-        make_otel_middle(OBO_TELEMETRY_INCLUDE_IDS=value)
+        make_app(OBO_TELEMETRY_INCLUDE_IDS=value)

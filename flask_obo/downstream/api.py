@@ -15,22 +15,29 @@ has validated the caller of every view that is not public; on a ``@public`` view
 anonymous proxy with the app's identity, which is sometimes the point (a public status page)
 and otherwise a mistake. The decorators hand the view a ``DownstreamSession`` (``session.py``)
 that acquires its token on first use; the functions work without them.
+
+A name the configuration lacks (``api="graph"`` with no ``"graph"`` in ``OBO_DOWNSTREAM_APIS``)
+is a ``ServerMisconfigured`` problem+json 500, logged once; the decorators record the names
+they use on the view, so ``flask obo check`` finds such a view before any request does.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import requests
-from flask import current_app
+from flask import current_app, request
 
+from .._refusals import request_line
 from ..acquisition import TokenAcquirer
 from ..cache import AccessToken
-from ..config import DownstreamApi
+from ..checks import CheckResult
+from ..config import DownstreamApi, check_scopes
 from ..context import get_assertion, verify_token_in_request
-from ..errors import InsufficientScope
+from ..errors import ConfigError, InsufficientScope, ServerMisconfigured
 from ..state import OboState, get_state
 from ..validation import TokenClaims
 from .session import DownstreamSession
@@ -38,23 +45,42 @@ from .session import DownstreamSession
 __all__ = [
     "acquire_token_for_app",
     "acquire_token_for_user",
+    "check_downstream_names",
+    "downstream_names",
     "get_app_session",
     "get_user_session",
     "requires_downstream",
     "requires_downstream_for_app",
 ]
 
+log = logging.getLogger("flask_obo")
+
 F = TypeVar("F", bound=Callable[..., Any])
 Scopes = Iterable[str] | str | None
 
+# On a view decorated by @requires_downstream(_for_app): the api names it uses (None: scopes
+# without a name), its own and those of the decorators under it.
+_NAMES_ATTR = "_flask_obo_downstream_names"
+_NO_CREDENTIAL = ("this app has no credential, so it cannot call downstream APIs: set "
+                  "OBO_CLIENT_SECRET, OBO_CLIENT_CERTIFICATE or OBO_CLIENT_ASSERTION")
+
 
 # the public functions ----------------------------------------------------------------------
+def _misconfigured(state: OboState, message: str, detail: str = "", *,
+                   reason: str) -> ServerMisconfigured:
+    """The client's 500 (``message``), after one ERROR line per mistake (``message`` and
+    ``detail``, which may name more of the configuration than a client needs to see)."""
+    logged = f"{message}{detail}"
+    if logged not in state.reported_mistakes:
+        state.reported_mistakes.add(logged)
+        log.error("flask-obo: %s", logged)
+    return ServerMisconfigured(f"This API is misconfigured: {message}.", reason=reason)
+
+
 def _acquirer(state: OboState) -> TokenAcquirer:
     acquirer: TokenAcquirer | None = state.acquirer
     if acquirer is None:
-        raise RuntimeError("flask-obo has no credential for this app, so it cannot call "
-                           "downstream APIs: set OBO_CLIENT_SECRET, OBO_CLIENT_CERTIFICATE or "
-                           "OBO_CLIENT_ASSERTION.")
+        raise _misconfigured(state, _NO_CREDENTIAL, reason="no_credential")
     return acquirer
 
 
@@ -64,14 +90,27 @@ def _resolve(state: OboState, scopes: Scopes, api: str | None) -> tuple[tuple[st
     if api is not None:
         spec = state.config.downstream_apis.get(api)
         if spec is None:
-            known = ", ".join(sorted(state.config.downstream_apis)) or "none"
-            raise RuntimeError(f"downstream API {api!r} is not in OBO_DOWNSTREAM_APIS "
-                               f"(configured: {known}).")
+            raise _misconfigured(state, _unknown_api(api), _known_apis(state),
+                                 reason="unknown_downstream_api")
     if scopes is None:
         if spec is None:
             raise TypeError("give the downstream scopes, or api=<a name in OBO_DOWNSTREAM_APIS>")
         return spec.scopes, spec
-    return tuple(scopes.split()) if isinstance(scopes, str) else tuple(scopes), spec
+    wanted = tuple(scopes.split()) if isinstance(scopes, str) else tuple(scopes)
+    try:
+        check_scopes(wanted, "the scopes asked for")
+    except ConfigError as exc:
+        raise _misconfigured(state, str(exc).rstrip("."), reason="invalid_scopes") from None
+    return wanted, spec
+
+
+def _unknown_api(api: str) -> str:
+    return f"the code calls downstream API {api!r}, which OBO_DOWNSTREAM_APIS does not define"
+
+
+def _known_apis(state: OboState) -> str:
+    known = ", ".join(repr(name) for name in sorted(state.config.downstream_apis)) or "none"
+    return f" (it defines: {known}); add {{'scopes': [...], 'base_url': ...}} under that name"
 
 
 def _user_caller() -> TokenClaims:
@@ -79,8 +118,12 @@ def _user_caller() -> TokenClaims:
     caller = verify_token_in_request()
     assert caller is not None  # not optional: it raised MissingToken otherwise
     if caller.is_app_only:
-        raise InsufficientScope("This operation acts on behalf of a user: an app-only token "
-                                "cannot be used.", reason="user_token_required")
+        error = InsufficientScope("This operation acts on behalf of a user: an app-only token "
+                                  "cannot be used.", reason="user_token_required",
+                                  log_detail=f"client {caller.client_id} sent an app-only "
+                                  "token to a view that calls a downstream API as the user")
+        get_state().refusals.refused(error, where=request_line(request))
+        raise error
     return caller
 
 
@@ -174,7 +217,7 @@ def requires_downstream(scopes: Scopes = None, *, api: str | None = None,
             kwargs[arg] = get_user_session(api, scopes)  # validates the request first
             return current_app.ensure_sync(view)(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return _record(wrapper, view, api)  # type: ignore[return-value]
 
     return decorator
 
@@ -194,7 +237,7 @@ def requires_downstream_for_app(scopes: Scopes = None, *, api: str | None = None
             kwargs[arg] = get_app_session(api, scopes)
             return current_app.ensure_sync(view)(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return _record(wrapper, view, api)  # type: ignore[return-value]
 
     return decorator
 
@@ -205,3 +248,44 @@ def _check_args(name: str, scopes: Any, api: str | None) -> None:
     if scopes is None and api is None:
         raise TypeError(f"@{name} needs the downstream scopes or api=<a name in "
                         "OBO_DOWNSTREAM_APIS>")
+    if scopes is not None:
+        check_scopes(tuple(scopes.split()) if isinstance(scopes, str) else tuple(scopes),
+                     f"@{name}")
+
+
+def _record(wrapper: Callable[..., Any], view: Callable[..., Any],
+            api: str | None) -> Callable[..., Any]:
+    setattr(wrapper, _NAMES_ATTR, (*downstream_names(view), api))
+    return wrapper
+
+
+def downstream_names(view: Callable[..., Any]) -> tuple[str | None, ...]:
+    """The ``api=`` names the flask-obo decorators of ``view`` use (None: scopes only)."""
+    names: tuple[str | None, ...] = getattr(view, _NAMES_ATTR, ())
+    return names
+
+
+# flask obo check ---------------------------------------------------------------------------
+def check_downstream_names(state: OboState) -> Iterator[CheckResult]:
+    """Every view's ``api=`` name is in ``OBO_DOWNSTREAM_APIS``, and there is a credential."""
+    users: dict[str | None, list[str]] = {}
+    for endpoint, view in sorted(current_app.view_functions.items()):
+        for name in downstream_names(view):
+            users.setdefault(name, []).append(endpoint)
+    if not users:
+        return
+    every = sorted({e for endpoints in users.values() for e in endpoints})
+    if state.acquirer is None:
+        yield CheckResult(False, "downstream APIs", f"view(s) {', '.join(every)} call downstream "
+                          f"APIs, but {_NO_CREDENTIAL}.")
+        return
+    missing = sorted((n, e) for n, e in users.items() if n is not None
+                     and n not in state.config.downstream_apis)
+    for name, endpoints in missing:
+        yield CheckResult(False, "downstream APIs", f"view(s) {', '.join(endpoints)}: "
+                          f"{_unknown_api(name)}{_known_apis(state)}.")
+    if not missing:
+        named = sorted(n for n in users if n is not None)
+        yield CheckResult(True, "downstream APIs", f"{len(every)} view(s) call "
+                          f"{', '.join(named) or 'downstream APIs by scope'}; every name is in "
+                          "OBO_DOWNSTREAM_APIS")
