@@ -33,11 +33,20 @@ from .errors import (
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
+    LongRunningSessionExpired,
     MissingToken,
     OboError,
+    SessionKeyInUse,
+    TokenCacheUnavailable,
     UpstreamAuthError,
 )
 from .extension import FlaskOBO, public
+from .long_running import (
+    acquire_token_for_long_running_process,
+    get_long_running_session,
+    start_long_running_process,
+    stop_long_running_process,
+)
 from .validation import TokenClaims
 
 __version__ = "0.1.0"
@@ -55,17 +64,22 @@ __all__ = [
     "InsufficientScope",
     "InvalidRequest",
     "InvalidToken",
+    "LongRunningSessionExpired",
     "MissingToken",
     "OboError",
+    "SessionKeyInUse",
+    "TokenCacheUnavailable",
     "TokenClaims",
     "UpstreamAuthError",
     "acquire_token_for_app",
+    "acquire_token_for_long_running_process",
     "acquire_token_for_user",
     "build_session",
     "current_token",
     "get_app_session",
     "get_assertion",
     "get_current_token",
+    "get_long_running_session",
     "get_user_session",
     "public",
     "requires_downstream",
@@ -73,6 +87,8 @@ __all__ = [
     "requires_roles",
     "requires_scopes",
     "requires_scopes_or_roles",
+    "start_long_running_process",
+    "stop_long_running_process",
     "verify_roles",
     "verify_scopes",
     "verify_scopes_or_roles",

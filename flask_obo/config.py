@@ -53,6 +53,8 @@ DEFAULTS: dict[str, Any] = {
     "OBO_DOWNSTREAM_TIMEOUT": 30.0,
     "OBO_DOWNSTREAM_RETRIES": 2,
     "OBO_CLIENT_CAPABILITIES": (),  # ("CP1",): this API handles CAE claims challenges
+    # Seconds a long-running session lives unused (as an Entra refresh token: 90 days).
+    "OBO_LONG_RUNNING_IDLE_TTL": 90 * 24 * 3600,
 }
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
@@ -111,6 +113,7 @@ class OboConfig:
     downstream_timeout: float
     downstream_retries: int
     client_capabilities: tuple[str, ...] = ()
+    long_running_idle_ttl: int = 90 * 24 * 3600
 
     @property
     def is_multi_tenant(self) -> bool:
@@ -199,6 +202,7 @@ class OboConfig:
             downstream_timeout=downstream_timeout,
             downstream_retries=downstream_retries,
             client_capabilities=get.str_list("OBO_CLIENT_CAPABILITIES") or (),
+            long_running_idle_ttl=get.integer("OBO_LONG_RUNNING_IDLE_TTL", minimum=60),
         )
 
 

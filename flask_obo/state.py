@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .config import OboConfig
     from .downstream.session import DownstreamPools
     from .errors import OboError
+    from .long_running import LongRunningSessions
     from .validation import TokenValidator
 
 __all__ = ["ErrorRenderer", "OboState", "get_state"]
@@ -40,6 +41,8 @@ class OboState:
     public_blueprints: set[str] = field(default_factory=set)
     #: endpoint -> public? Decided once per endpoint: views cannot change after the first request.
     public_endpoint_cache: dict[str, bool] = field(default_factory=dict)
+    #: long-running sessions, built when the first is started or used (they need Redis)
+    long_running: LongRunningSessions | None = None
 
     def close(self) -> None:
         """Wait for background token refreshes, then release their threads and the pools

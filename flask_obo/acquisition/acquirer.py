@@ -35,7 +35,16 @@ from ..errors import (
     UpstreamAuthError,
 )
 from ..signals import downstream_token_acquired, obo_failed
-from ._msal import MsalHttp, NoStore, NoTokenCache, error_codes, exception_error, result_error
+from ._msal import (
+    MsalHttp,
+    NoStore,
+    NoTokenCache,
+    error_codes,
+    exception_error,
+    refresh_error,
+    result_error,
+    with_capabilities,
+)
 from .credentials import ClientCredential, load_credential
 
 if TYPE_CHECKING:
@@ -44,7 +53,7 @@ if TYPE_CHECKING:
     from .._http import PinnedTrustSession
     from ..state import OboState
 
-__all__ = ["TokenAcquirer", "app_scopes", "check_credential", "create_acquirer"]
+__all__ = ["TokenAcquirer", "app_scopes", "check_credential", "create_acquirer", "user_hash"]
 
 log = logging.getLogger("flask_obo.obo")
 
@@ -54,6 +63,9 @@ _GRAPH = "https://graph.microsoft.com"
 # one for every tenant that ever called it. An evicted tenant's next miss rebuilds its app.
 _MAX_CLIENTS = 256
 _MAX_EXPIRES_IN = 86_400
+# The key of a tenant's second MSAL app, the one that asks for offline_access (refresh tokens,
+# for long-running sessions only); a space cannot occur in a tenant id or domain.
+_OFFLINE = " offline_access"
 
 
 def create_acquirer(app: Flask, config: OboConfig, http: PinnedTrustSession,
@@ -125,6 +137,44 @@ class TokenAcquirer:
 
         return self._acquire(key, fetch, wanted, claims, app_only=True)
 
+    def acquire_cached(self, key: str, fetch: Callable[[], AccessToken],
+                       scopes: tuple[str, ...], *, claims: str | None = None) -> AccessToken:
+        """A user's token cached under ``key``, else ``fetch()``'s: the same single flight,
+        cross-process lock and refresh-ahead as ``on_behalf_of`` (long-running sessions)."""
+        return self._acquire(key, fetch, scopes, claims, app_only=False)
+
+    def on_behalf_of_offline(self, assertion: str, scopes: tuple[str, ...], *, tenant: str,
+                             user: str) -> tuple[AccessToken, str]:
+        """On-behalf-of asking for ``offline_access``: the token and a refresh token, which
+        the caller keeps (nothing is cached here). For long-running sessions."""
+        started = self.cache.clock()
+        result = self._call("on_behalf_of", tenant, scopes, user, lambda app: (
+            app.acquire_token_on_behalf_of(assertion, list(scopes))), offline=True)
+        token = self._token(result, started, "on_behalf_of", tenant, scopes, user)
+        refresh_token = result.get("refresh_token")
+        if not isinstance(refresh_token, str) or not refresh_token:
+            raise self._failed("on_behalf_of", tenant, scopes, user, UpstreamAuthError(
+                "The identity provider returned no refresh token: this API needs the "
+                "offline_access permission (consented) for long-running sessions.",
+                reason="no_refresh_token"))
+        return token, refresh_token
+
+    def redeem_refresh_token(self, refresh_token: str, scopes: tuple[str, ...], *,
+                             tenant: str, user: str,
+                             claims: str | None = None) -> tuple[AccessToken, str | None]:
+        """A token for ``scopes`` from ``refresh_token``, and the refresh token that replaces
+        it (None if the identity provider sent none). A refused refresh token raises
+        ``LongRunningSessionExpired``; nothing is cached here."""
+        started = self.cache.clock()
+        merged = with_capabilities(self.config.client_capabilities, claims)
+        extra = {"data": {"claims": merged}} if merged else {}
+        result = self._call("refresh_token", tenant, scopes, user, lambda app: (
+            app.acquire_token_by_refresh_token(refresh_token, list(scopes), **extra)),
+            offline=True)
+        token = self._token(result, started, "refresh_token", tenant, scopes, user)
+        rotated = result.get("refresh_token")
+        return token, rotated if isinstance(rotated, str) and rotated else None
+
     def tenant_for(self, tid: str | None) -> str:
         """The tenant to ask: the configured one, or for a multi-tenant API the caller's."""
         if not self.config.is_multi_tenant:
@@ -155,13 +205,15 @@ class TokenAcquirer:
             self._scope_memo[memo_key] = result
         return result
 
-    def client(self, tenant: str) -> msal.ConfidentialClientApplication:
-        """The MSAL app for ``tenant``, built once (its construction fetches discovery)."""
-        found = self._clients.get(tenant)
+    def client(self, tenant: str, *, offline: bool = False) -> msal.ConfidentialClientApplication:
+        """The MSAL app for ``tenant``, built once (its construction fetches discovery);
+        ``offline``: the one that asks for refresh tokens (long-running sessions)."""
+        key = tenant + _OFFLINE if offline else tenant
+        found = self._clients.get(key)
         if found is not None:
             return found
         try:
-            built, _ = self._client_flights.run(tenant, lambda: self._build_client(tenant),
+            built, _ = self._client_flights.run(key, lambda: self._build_client(tenant, offline),
                                                 timeout=self.cache.wait_timeout)
         except FlightTimeout:
             raise IdentityProviderUnavailable(reason="timeout") from None
@@ -219,9 +271,10 @@ class TokenAcquirer:
         return self._token(result, started, "client_credentials", tenant, scopes, "app")
 
     def _call(self, grant: str, tenant: str, scopes: tuple[str, ...], user: str,
-              call: Callable[[msal.ConfidentialClientApplication], Any]) -> Mapping[str, Any]:
+              call: Callable[[msal.ConfidentialClientApplication], Any], *,
+              offline: bool = False) -> Mapping[str, Any]:
         try:
-            app = self.client(tenant)
+            app = self.client(tenant, offline=offline)
         except OboError as exc:
             raise self._failed(grant, tenant, scopes, user, exc,
                                error=f"metadata_{exc.reason}") from None
@@ -240,11 +293,12 @@ class TokenAcquirer:
                scopes: tuple[str, ...], user: str) -> AccessToken:
         token = result.get("access_token")
         if "error" in result or not token:
-            raise self._failed(grant, tenant, scopes, user, result_error(
+            error = refresh_error(result) if grant == "refresh_token" else result_error(
                 result, authority=f"{self.config.instance}/{tenant}",
                 client_id=self.config.client_id, scopes=scopes,
-                app_only=grant == "client_credentials"),
-                codes=error_codes(result), error=str(result.get("error", "no_access_token")))
+                app_only=grant == "client_credentials")
+            raise self._failed(grant, tenant, scopes, user, error, codes=error_codes(result),
+                               error=str(result.get("error", "no_access_token")))
         try:
             # At most a day (Entra's longest access-token lifetime): an absurd lifetime would
             # keep the token in the caches for as long.
@@ -256,7 +310,7 @@ class TokenAcquirer:
             raise self._failed(grant, tenant, scopes, user, IdentityProviderUnavailable(
                 reason="malformed_response"))
         log.debug("flask-obo: %s token for user=%s tenant=%s scopes=%s, expires in %d s (%.0f ms)",
-                  grant, _user_hash(tenant, user), tenant, " ".join(scopes), expires_in,
+                  grant, user_hash(tenant, user), tenant, " ".join(scopes), expires_in,
                   (self.cache.clock() - started) * 1000)
         return AccessToken(token, started + expires_in, scopes)
 
@@ -268,7 +322,7 @@ class TokenAcquirer:
         name = error or exc.reason or type(exc).__name__
         listed = sorted(codes)
         log.warning("flask-obo: %s for user=%s tenant=%s scopes=%s failed: %s %s -> %d", grant,
-                    _user_hash(tenant, user), tenant, " ".join(scopes), name,
+                    user_hash(tenant, user), tenant, " ".join(scopes), name,
                     ",".join(f"AADSTS{c}" for c in listed) or "(no AADSTS code)", exc.code)
         if obo_failed.receivers:
             sender = self._sender()
@@ -283,11 +337,14 @@ class TokenAcquirer:
                 downstream_token_acquired.send(sender, scopes=scopes, source=source,
                                                app_only=app_only)
 
-    def _build_client(self, tenant: str) -> msal.ConfidentialClientApplication:
-        found = self._clients.get(tenant)
+    def _build_client(self, tenant: str, offline: bool) -> msal.ConfidentialClientApplication:
+        key = tenant + _OFFLINE if offline else tenant
+        found = self._clients.get(key)
         if found is not None:
             return found
         authority = f"{self.config.instance}/{tenant}"
+        # Refresh tokens only where a long-running session keeps them (MSAL adds openid itself).
+        excluded = [] if offline else ["offline_access"]
         try:
             app = msal.ConfidentialClientApplication(
                 self.config.client_id,
@@ -297,7 +354,7 @@ class TokenAcquirer:
                 http_cache=NoStore(),
                 token_cache=NoTokenCache(),
                 instance_discovery=self._instance_discovery,
-                exclude_scopes=["offline_access"],  # no refresh tokens: nothing to keep them in
+                exclude_scopes=excluded,
                 # "CP1" tells Entra this API answers CAE claims challenges (DownstreamSession).
                 client_capabilities=list(self.config.client_capabilities) or None,
                 app_name="flask-obo",
@@ -305,7 +362,7 @@ class TokenAcquirer:
         except Exception as exc:  # logged and signalled by the caller, as any failed call
             raise exception_error(exc) from None
         with self._clients_lock:
-            self._clients[tenant] = app
+            self._clients[key] = app
             while len(self._clients) > max(1, self.max_clients):
                 del self._clients[next(iter(self._clients))]  # the oldest built
         return app
@@ -328,7 +385,8 @@ def app_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
     return (resources.pop() + "/.default",)
 
 
-def _user_hash(tenant: str, user: str) -> str:
+def user_hash(tenant: str, user: str) -> str:
+    """A user as logged: a hash prefix of tenant and oid, never the oid itself."""
     if not user or user == "app":
         return user or "-"
     return hashlib.sha256(f"{tenant}:{user}".encode()).hexdigest()[:12]

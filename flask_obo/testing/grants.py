@@ -50,6 +50,14 @@ def _iso(seconds: float) -> str:
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()
 
 
+def _span(seconds: float) -> str:
+    """A duration as Entra writes it: ``d.hh:mm:ss``."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return f"{days}.{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
 def _consent_required(client: App, resource: App) -> EntraError:
     return EntraError(
         "invalid_grant", 65001,
@@ -311,6 +319,12 @@ class TokenEndpoint:
         if time.time() > grant.expires_at:
             raise EntraError("invalid_grant", 70008, "The provided authorization code or "
                              "refresh token has expired due to inactivity.")
+        max_age = self.factory.lifetimes.refresh_token_max_age
+        if max_age is not None and time.time() - grant.auth_time > max_age:
+            raise EntraError(
+                "invalid_grant", 700082, f"The refresh token has expired due to inactivity. "
+                f"The token was issued on {_iso(grant.auth_time)} and was inactive for "
+                f"{_span(time.time() - grant.auth_time)}.")
         user = self.directory.user(grant.oid)
         if user is None or not user.enabled:
             raise EntraError("invalid_grant", 50034, "The user account does not exist in the "
