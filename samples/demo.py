@@ -2,8 +2,10 @@
 
 It starts the Entra emulator, the downstream API and the middle-tier API as real servers on
 loopback (the APIs as separate processes, configured through OBO_* environment variables as in
-production), then plays the client and prints a trace. Tokens are shown as claim summaries,
-never raw. Every process it started is stopped on exit, on Ctrl-C and on failure.
+production), then plays the client and prints a trace. With a redis-server installed, it also
+starts one (the token cache, Celery's broker and result store) and a Celery worker, for a
+report job that acts as the user after the user's token has expired. Tokens are shown as claim
+summaries, never raw. Every process it started is stopped on exit, on Ctrl-C and on failure.
 """
 
 from __future__ import annotations
@@ -26,10 +28,14 @@ import requests
 
 from flask_obo.testing import EntraEmulator
 from flask_obo.testing.config import DEMO_CONFIG, apply_config, emulator_options
+from flask_obo.testing.redis_server import RedisServer, find_redis_server
 
 from .client import SampleClient, claims_from_challenge, summarise
 
 ROOT = Path(__file__).resolve().parent.parent
+# Step 5: Alice's token lives this long, and the report outlasts it.
+SHORT_TOKEN_LIFETIME = 3
+REPORT = {"pages": 3, "interval": 2.0}
 
 
 class DemoFailure(RuntimeError):
@@ -94,6 +100,29 @@ def _api_process(module: str, port: int, env: dict[str, str], log_dir: str) -> I
             process.wait()
 
 
+@contextmanager
+def _celery_worker(env: dict[str, str], log_dir: str) -> Iterator[Path]:
+    """``celery -A samples.worker worker`` (one process); stopped (warm, then killed) on exit.
+    Not waited for: jobs queue in the broker until it is ready."""
+    log_path = Path(log_dir) / "worker.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "samples.worker", "worker", "--pool=solo",
+             "--loglevel=INFO", "--without-heartbeat", "--without-gossip", "--without-mingle",
+             "--hostname", "demo@%h"],
+            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        yield log_path
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -109,16 +138,28 @@ def run(trace: Trace) -> None:
                 "PYTHONUNBUFFERED": "1"}
         down_url = stack.enter_context(_api_process(
             "downstream_api", _free_port(), {**base, "OBO_CLIENT_ID": down.client_id}, log_dir))
-        middle_url = stack.enter_context(_api_process("middle_tier", _free_port(), {
+        middle_env = {
             **base,
             "OBO_CLIENT_ID": middle.client_id,
             "OBO_CLIENT_SECRET": "middle-tier-secret",
             "OBO_DOWNSTREAM_APIS": json.dumps({"profile": {
                 "base_url": f"{down_url}/v1.0/", "scopes": [f"{down.app_id_uri}/read"]}}),
-        }, log_dir))
+        }
+        redis = stack.enter_context(RedisServer()) if find_redis_server() else None
+        worker_log = None
+        if redis is not None:  # reports: the token cache, Celery's broker and results on Redis
+            middle_env.update(
+                OBO_CACHE=json.dumps({"CACHE_TYPE": "RedisCache",
+                                      "CACHE_REDIS_URL": redis.url}),
+                CELERY_BROKER_URL=redis.url[:-1] + "1", CELERY_RESULT_BACKEND=redis.url[:-1] + "2")
+            worker_log = stack.enter_context(_celery_worker(middle_env, log_dir))
+        middle_url = stack.enter_context(_api_process("middle_tier", _free_port(), middle_env,
+                                                      log_dir))
         trace.say(f"emulator  {emu.authority()}")
         trace.say(f"downstream API  {down_url}  (client id {down.client_id})")
         trace.say(f"middle tier     {middle_url}  (client id {middle.client_id})")
+        if redis is not None:
+            trace.say(f"redis-server    {redis.url}  and a Celery worker (samples.worker)")
         client = SampleClient(emu.authority(), cli.client_id,
                               [f"{middle.app_id_uri}/access_as_user"], middle_url,
                               ca_bundle=emu.ca_bundle, http_client=emu.http_client())
@@ -172,7 +213,69 @@ def run(trace: Trace) -> None:
         trace.check(retried.status_code == 200, f"after MFA the API answered {retried.status_code}")
         trace.say("GET /api/profile -> 200; downstream saw amr:",
                   retried.json()["downstream_saw"]["amr"])
+
+        trace.begin("5", "A report job (Celery) acts as Alice after her token has expired")
+        if worker_log is None:
+            trace.say("skipped: no redis-server installed (Debian: apt-get install "
+                      "redis-server); it is the token cache and Celery's broker")
+        else:
+            _report(trace, emu, client, alice, middle.client_id, worker_log)
     print("\nDemo complete: every step passed; every process stopped.", flush=True)
+
+
+def _report(trace: Trace, emu: EntraEmulator, client: SampleClient, alice: str,
+            middle_id: str, worker_log: Path) -> None:
+    """Step 5: start a report with a short-lived token and follow it to the end."""
+    # Alice's token, and the one on-behalf-of gives for it, expire in seconds; what the job
+    # later gets for the session's refresh token lives an hour.
+    emu.token_lifetime = emu.obo_token_lifetime = SHORT_TOKEN_LIFETIME
+    try:
+        try:
+            short = client.sign_in("alice@contoso.test", "alice-pw")
+        finally:
+            emu.token_lifetime = 3600
+        expires = float(summarise(short)["exp"])
+        trace.say(f"Alice signs in with a token that expires in {SHORT_TOKEN_LIFETIME} s:",
+                  summarise(short))
+        refreshes_before = len(emu.calls("refresh_token"))
+        started = client.post("/api/reports", short, REPORT)
+    finally:
+        emu.obo_token_lifetime = None
+    trace.check(started.status_code == 202,
+                f"POST /api/reports answered {started.status_code}: {started.text[:300]}")
+    report = started.json()
+    trace.say("POST /api/reports -> 202: a long-running session and a Celery job "
+              f"({REPORT['pages']} pages, one every {REPORT['interval']:g} s)")
+    status: dict[str, Any] = {}
+    seen = 0
+    deadline = time.monotonic() + 60
+    while status.get("outcome") is None:
+        trace.check(time.monotonic() < deadline, "the report did not finish within 60 s; "
+                    "worker log:\n" + worker_log.read_text(errors="replace")[-2000:])
+        time.sleep(0.2)
+        answer = client.call(report["status"], alice)  # her first token: still valid
+        trace.check(answer.status_code == 200, f"GET {report['status']} -> {answer.status_code}")
+        status = answer.json()
+        for call in status.get("calls", [])[seen:]:
+            expired = "expired" if call["user_token_expired"] else "still valid"
+            trace.say(f"page {call['page']}/{status['pages']}: downstream saw oid "
+                      f"{call['oid'][:8]}..., azp {call['azp'][:8]}...; Alice's token {expired}")
+        seen = len(status.get("calls", []))
+    trace.check(status["outcome"] == "complete", f"the report ended: {status}")
+    calls = status["calls"]
+    trace.check(all(c["oid"] == summarise(alice)["oid"] and c["azp"] == middle_id
+                    for c in calls), "a page was not fetched as Alice by the middle tier")
+    trace.check(any(c["at"] > expires for c in calls),
+                "no page was fetched after Alice's token expired")
+    refreshes = len(emu.calls("refresh_token")) - refreshes_before
+    trace.check(refreshes >= 1, "the job never redeemed the session's refresh token")
+    trace.say(f"report complete: pages fetched after Alice's token expired = "
+              f"{sum(c['at'] > expires for c in calls)}; the job redeemed the session's "
+              f"refresh token {refreshes} time(s), then used the cached token")
+    bob = client.sign_in("bob@contoso.test", "bob-pw")
+    other = client.call(report["status"], bob)
+    trace.check(other.status_code in (401, 404), f"Bob read Alice's report: {other.status_code}")
+    trace.say(f"Bob asks for Alice's report -> {other.status_code}: it is hers alone")
 
 
 def main() -> int:
