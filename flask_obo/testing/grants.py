@@ -319,12 +319,6 @@ class TokenEndpoint:
         if time.time() > grant.expires_at:
             raise EntraError("invalid_grant", 70008, "The provided authorization code or "
                              "refresh token has expired due to inactivity.")
-        max_age = self.factory.lifetimes.refresh_token_max_age
-        if max_age is not None and time.time() - grant.auth_time > max_age:
-            raise EntraError(
-                "invalid_grant", 700082, f"The refresh token has expired due to inactivity. "
-                f"The token was issued on {_iso(grant.auth_time)} and was inactive for "
-                f"{_span(time.time() - grant.auth_time)}.")
         user = self.directory.user(grant.oid)
         if user is None or not user.enabled:
             raise EntraError("invalid_grant", 50034, "The user account does not exist in the "
@@ -332,6 +326,12 @@ class TokenEndpoint:
         ctx.record["user"] = user.username
         if user.sessions_revoked_at is not None and grant.auth_time < user.sessions_revoked_at:
             raise _revoked(grant.auth_time, user.sessions_revoked_at)
+        max_age = self.factory.lifetimes.refresh_token_max_age
+        if max_age is not None and time.time() - grant.auth_time > max_age:
+            raise EntraError(
+                "invalid_grant", 700082, f"The refresh token has expired due to inactivity. "
+                f"The token was issued on {_iso(grant.auth_time)} and was inactive for "
+                f"{_span(time.time() - grant.auth_time)}.")
         raw_scope = ctx.form.get("scope") or " ".join(
             [f"{grant.resource_identifier}/{s}" for s in grant.scopes] + ["offline_access"])
         scope = parse_scope(raw_scope, self.directory)
