@@ -67,16 +67,30 @@ def _free_port() -> int:
 
 
 @contextmanager
+def _process(argv: list[str], env: dict[str, str],
+             log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``argv`` (output to ``log_path``); stopped on exit: terminated, killed if need be."""
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
 def _api_process(module: str, port: int, env: dict[str, str], log_dir: str) -> Iterator[str]:
     """Run ``python -m samples.<module>`` and wait for its /health; stop it on exit."""
     log_path = Path(log_dir) / f"{module}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", f"samples.{module}", "--port", str(port)],
-            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
+    with _process([sys.executable, "-m", f"samples.{module}", "--port", str(port)], env,
+                  log_path) as process:
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
@@ -91,36 +105,17 @@ def _api_process(module: str, port: int, env: dict[str, str], log_dir: str) -> I
                 raise DemoFailure(f"{module} did not answer on {url} within 30 s")
             time.sleep(0.1)
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextmanager
 def _celery_worker(env: dict[str, str], log_dir: str) -> Iterator[Path]:
-    """``celery -A samples.worker worker`` (one process); stopped (warm, then killed) on exit.
-    Not waited for: jobs queue in the broker until it is ready."""
+    """``celery -A samples.worker worker`` (one process), stopped on exit. Not waited for:
+    jobs wait in the broker until it is ready."""
     log_path = Path(log_dir) / "worker.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "samples.worker", "worker", "--pool=solo",
-             "--loglevel=INFO", "--without-heartbeat", "--without-gossip", "--without-mingle",
-             "--hostname", "demo@%h"],
-            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-        )
-    try:
+    with _process([sys.executable, "-m", "celery", "-A", "samples.worker", "worker",
+                   "--pool=solo", "--loglevel=INFO", "--without-heartbeat", "--without-gossip",
+                   "--without-mingle", "--hostname", "demo@%h"], env, log_path):
         yield log_path
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -31,13 +31,13 @@ from flask.testing import FlaskClient
 
 from flask_obo import FlaskOBO, start_long_running_process, stop_long_running_process
 from flask_obo.testing import App, EntraEmulator, User
-from flask_obo.testing.redis_server import RedisServer, RedisUnavailable, find_redis_server
+from flask_obo.testing.redis_server import RedisServer, RedisUnavailable
 from samples.reports import celery_init_app
 
 if TYPE_CHECKING:
     from obo_fixtures import Downstream
 
-pytest_plugins = ["obo_fixtures"]
+pytest_plugins = ["obo_fixtures", "redis_fixtures"]
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 TESTS = Path(__file__).resolve().parent
@@ -48,17 +48,13 @@ OBO_TOKEN_LIFETIME = 30
 RESULT_TIMEOUT = 60
 
 
-def _missing(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: .ci/run installs redis-server, so this must not happen)")
-    pytest.skip(f"{reason}: install redis-server (Debian: apt-get install redis-server)")
-
-
 @pytest.fixture(scope="module")
 def broker() -> Iterator[RedisServer]:
     """One redis-server for the module: token cache (db 0), broker (1), results (2)."""
-    if find_redis_server() is None:
-        _missing("no redis-server binary found")
+    # Imported here, once pytest has loaded it as a plugin (so its asserts are rewritten).
+    from redis_fixtures import _binary, _missing
+
+    _binary()  # skips (fails in CI) without redis-server
     try:
         server = RedisServer().start()
     except RedisUnavailable as exc:
