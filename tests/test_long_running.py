@@ -240,6 +240,39 @@ def test_two_instances_redeeming_at_once_make_one_identity_provider_call(
     assert len(one.calls("refresh_token")) == 1
 
 
+def test_a_token_near_its_expiry_is_served_while_the_session_renews_it_in_the_background(
+        make_jobs: MakeJobs, alice: User) -> None:
+    jobs = make_jobs()
+    key = jobs.new_session(alice)
+    first = jobs.acquire(key)
+    jobs.clock.now = first.refresh_on + 1  # inside OBO_CACHE_REFRESH_AHEAD
+
+    assert jobs.acquire(key) == first  # served at once
+    jobs.app.extensions["obo"].acquirer.close()  # waits for the background renewal
+    renewed = jobs.acquire(key)
+
+    assert renewed.token != first.token
+    assert len(jobs.calls("refresh_token")) == 1
+
+
+def test_a_claims_challenge_of_the_downstream_api_is_met_through_the_refresh_token(
+        make_jobs: MakeJobs, alice: User) -> None:
+    """Continuous access evaluation: the downstream API refuses the first token with a claims
+    challenge; the session redeems its refresh token for those claims and retries once."""
+    jobs = make_jobs(OBO_CLIENT_CAPABILITIES=["CP1"])
+    key = jobs.new_session(alice)
+    with jobs.app.app_context():
+        answer = get_long_running_session(key, "down").get("cae")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["oid"] == alice.oid
+        with pytest.raises(LongRunningSessionExpired) as caught:
+            get_long_running_session(key, "down").get("cae-always")
+    assert caught.value.reason == "interaction_required"
+    claims = [c["params"].get("claims", "") for c in jobs.calls("refresh_token")]
+    assert all('"nbf"' in c and '"xms_cc"' in c for c in claims), claims
+    assert len(claims) == 2  # one fresh token per challenge, no more
+
+
 def test_the_session_serves_only_the_scopes_it_was_started_for(
         make_jobs: MakeJobs, alice: User, downstream: Downstream) -> None:
     jobs = make_jobs()

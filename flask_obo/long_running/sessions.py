@@ -23,7 +23,12 @@ from typing import TYPE_CHECKING
 
 from ..acquisition import user_hash
 from ..cache import AccessToken, RedisEntryStore
-from ..errors import ConfigError, LongRunningSessionExpired, SessionKeyInUse
+from ..errors import (
+    ConfigError,
+    LongRunningSessionExpired,
+    SessionKeyInUse,
+    TokenCacheUnavailable,
+)
 from ._store import SessionRecord, SessionStore, key_digest
 
 if TYPE_CHECKING:
@@ -36,7 +41,8 @@ __all__ = ["LongRunningSessions", "build_sessions"]
 log = logging.getLogger("flask_obo.long_running")
 
 _MIN_KEY, _MAX_KEY = 16, 512
-_WRITE_ATTEMPTS = 3
+# Compare-and-set attempts before giving up on an entry other processes keep changing.
+_WRITE_ATTEMPTS = 10
 
 _UNKNOWN = ("No long-running session has this key: it was never started, it expired after "
             "OBO_LONG_RUNNING_IDLE_TTL unused, or the token cache lost it. Start a new one from "
@@ -227,7 +233,9 @@ class LongRunningSessions:
                 log.info("flask-obo: long-running session %s stopped",
                          _key_id(record.key_digest))
                 return True
-        return False
+        # Never a silent "not stopped" for a session that goes on: the caller tries again.
+        raise TokenCacheUnavailable("The long-running session kept changing while it was being "
+                                    "stopped; try again.")
 
     # helpers -----------------------------------------------------------------------------------
     def _token_key(self, digest: str, tenant: str, scopes: tuple[str, ...]) -> str:
