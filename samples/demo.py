@@ -150,14 +150,16 @@ def run(trace: Trace) -> None:
             worker_log = stack.enter_context(_celery_worker(middle_env, log_dir))
         middle_url = stack.enter_context(_api_process("middle_tier", _free_port(), middle_env,
                                                       log_dir))
+        # Built before the trace names the servers: MSAL's constructor swallows a Ctrl-C that
+        # lands in its optional-import check (a bare except), and the demo would go on.
+        client = SampleClient(emu.authority(), cli.client_id,
+                              [f"{middle.app_id_uri}/access_as_user"], middle_url,
+                              ca_bundle=emu.ca_bundle, http_client=emu.http_client())
         trace.say(f"emulator  {emu.authority()}")
         trace.say(f"downstream API  {down_url}  (client id {down.client_id})")
         trace.say(f"middle tier     {middle_url}  (client id {middle.client_id})")
         if redis is not None:
             trace.say(f"redis-server    {redis.url}  and a Celery worker (samples.worker)")
-        client = SampleClient(emu.authority(), cli.client_id,
-                              [f"{middle.app_id_uri}/access_as_user"], middle_url,
-                              ca_bundle=emu.ca_bundle, http_client=emu.http_client())
 
         trace.begin("1", "Alice signs in; the middle tier validates her token")
         alice = client.sign_in("alice@contoso.test", "alice-pw")

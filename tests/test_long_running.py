@@ -469,12 +469,15 @@ def test_a_session_needs_a_shared_redis_cache(make_jobs: MakeJobs, alice: User) 
         jobs.start(alice)
 
 
-def test_only_a_user_can_start_a_session(make_jobs: MakeJobs, entra: Any) -> None:
+def test_only_a_named_user_can_start_a_session(make_jobs: MakeJobs, entra: Any,
+                                              alice: User) -> None:
     jobs = make_jobs()
     daemon = entra.register_app("daemon", secret="x")
-    answer = jobs.start(entra.issue_app_token(daemon, resource=jobs.api))
-    assert answer.status_code in (401, 403)
-    assert "key" not in (answer.get_json() or {})
+    as_app = jobs.start(entra.issue_app_token(daemon, resource=jobs.api))
+    nameless = jobs.start(jobs.token_for(alice, extra_claims={"oid": None}))
+    assert as_app.status_code in (401, 403)
+    assert nameless.status_code in (401, 403)
+    assert jobs.calls("on_behalf_of") == []
 
 
 def test_a_given_session_key_must_be_long_enough(make_jobs: MakeJobs, alice: User) -> None:

@@ -17,7 +17,7 @@ from ..cache import AccessToken
 from ..context import get_assertion, verify_token_in_request
 from ..downstream.api import Scopes, _acquirer, _pool, _resolve, _user_caller
 from ..downstream.session import DownstreamSession
-from ..errors import LongRunningSessionExpired
+from ..errors import InvalidToken, LongRunningSessionExpired
 from ..state import OboState, get_state
 from ..validation import TokenClaims
 from .sessions import LongRunningSessions, build_sessions, checked_key
@@ -66,6 +66,9 @@ def start_long_running_process(api: str | None = None, scopes: Scopes = None, *,
     (``SessionKeyInUse``). The key is a capability: give it to the job, never to a log.
     """
     caller = _user_caller()
+    if not caller.oid or not caller.tid:  # a session is bound to them: fail closed
+        raise InvalidToken("The token names no user (oid and tid): a long-running session "
+                           "cannot be bound to its user.", reason="claims")
     state = get_state()
     acquirer = _acquirer(state)
     wanted, _ = _resolve(state, scopes, api)
