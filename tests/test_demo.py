@@ -47,15 +47,19 @@ def test_demo_runs_the_whole_chain_and_never_prints_a_token() -> None:
 
 
 def _api_processes() -> list[str]:
+    """The demo's processes of this checkout (by their working directory: another checkout's
+    demo may run on the same machine)."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if not any(f"samples.{name}" in cmdline for name in ("middle_tier", "downstream_api",
+                                                                  "worker")):
+                continue
+            if (proc / "cwd").resolve() == ROOT:
+                found.append(cmdline)
         except OSError:
             continue
-        if any(f"samples.{name}" in cmdline for name in ("middle_tier", "downstream_api",
-                                                          "worker")):
-            found.append(cmdline)
     return found
 
 

@@ -7,6 +7,8 @@ most recently built): the configured tenant, or for a multi-tenant API the calle
 (``OboTokenCache`` is the cache). Concurrent misses of one key make one call
 (``_single_flight``). Entra's answers become the errors in ``errors.py``
 (``_msal.result_error``); log lines carry AADSTS codes and a hash of the user, never a token.
+Long-running sessions get a second app per tenant, the only one that asks for
+``offline_access``: its refresh tokens go to the caller (``long_running``), never into MSAL.
 """
 
 from __future__ import annotations
