@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Blueprint, Flask, Request, current_app, request
 
 from ._http import build_session
+from ._refusals import RefusalLog
 from .acquisition import create_acquirer
 from .cli import obo_cli
 from .config import DEFAULTS, OboConfig
@@ -63,7 +66,8 @@ class FlaskOBO:
                 "FlaskOBO is already registered on this app: call init_app once per app."
             )
         for key, value in DEFAULTS.items():
-            app.config.setdefault(key, value)
+            # A copy: one app's OBO_DOWNSTREAM_APIS edited in place is not every app's.
+            app.config.setdefault(key, copy.copy(value))
         config = OboConfig.from_mapping(app.config)
         if config.downstream_apis and not config.has_credential:
             raise ConfigError(
@@ -76,6 +80,7 @@ class FlaskOBO:
             http=http,
             validator=create_validator(config, http, clock=self._clock),
             error_renderer=self._error_renderer,
+            refusals=RefusalLog(clock=self._clock or time.monotonic),
         )
         # Credentials are loaded (and refused) here, not at the first request.
         state.acquirer = create_acquirer(app, config, http, self._cache, clock=self._clock)

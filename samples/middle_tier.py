@@ -8,6 +8,8 @@ certificate), and OBO_DOWNSTREAM_APIS, e.g.
                                       "scopes": ["api://<downstream-client-id>/read"]}}
 Against Microsoft Graph: {"graph": {"base_url": "https://graph.microsoft.com/v1.0/",
                                      "scopes": ["User.Read"]}}
+A browser app on another origin (samples/spa) needs CORS: CORS_ORIGINS=http://localhost:5173
+(Flask-CORS settings, e.g. a JSON list of origins).
 
 Reports (long-running jobs on Celery, ``reports.py``) need a shared token cache and a broker:
     OBO_CACHE={"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": "redis://127.0.0.1:6379/0"}
@@ -21,6 +23,7 @@ import os
 from typing import Any
 
 from flask import Flask, request
+from flask_cors import CORS
 
 from flask_obo import (
     DownstreamSession,
@@ -30,13 +33,16 @@ from flask_obo import (
     requires_scopes,
 )
 
-from .settings import protected_app, serve
+from .settings import load_settings, protected_app, serve
 
 DOWNSTREAM = "profile"
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    app = protected_app(__name__, config)
+    app = protected_app(__name__, {**load_settings("CORS_"), **(config or {})})
+    if app.config.get("CORS_ORIGINS"):
+        # Only the configured origins; the SPA must read the claims challenge's header.
+        CORS(app, expose_headers=["WWW-Authenticate"])
 
     @app.get("/api/profile")
     @requires_scopes("access_as_user")

@@ -53,13 +53,13 @@ def _api_processes() -> list[str]:
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if not any(f"samples.{name}" in cmdline for name in ("middle_tier", "downstream_api",
-                                                                  "worker")):
+            if (proc / "cwd").resolve() != ROOT:
                 continue
-            if (proc / "cwd").resolve() == ROOT:
-                found.append(cmdline)
         except OSError:
             continue
+        if any(f"samples.{name}" in cmdline
+               for name in ("middle_tier", "downstream_api", "worker")):
+            found.append(cmdline)
     return found
 
 

@@ -8,8 +8,10 @@ import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from emulator_fixtures import assert_entra_error, b64url, claims_of, header_of, session_for
 from joserfc.jwk import RSAKey
+from support.checks import assert_entra_error
+from support.jose import b64url, claims_of, header_of
+from support.world import session_for
 
 from flask_obo.testing import EntraEmulator
 from flask_obo.testing.pytest_plugin import EntraTestHelper
@@ -111,13 +113,6 @@ def test_trust_is_pinned_even_with_requests_ca_bundle(entra_emulator: EntraEmula
     assert get(emu, emu.discovery_url()).status_code == 200
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(emu.discovery_url(), timeout=10)  # the system store knows nothing of it
-
-
-def test_authorize_explains_there_is_no_browser_sign_in(entra_emulator: EntraEmulator) -> None:
-    emu = entra_emulator
-    response = get(emu, f"{emu.authority()}/oauth2/v2.0/authorize?client_id=x")
-    body = assert_entra_error(response, 400, "invalid_request", 9002313)
-    assert "no interactive" in body["error_description"]
 
 
 def test_userrealm_answers_managed_for_known_domains(entra_emulator: EntraEmulator) -> None:

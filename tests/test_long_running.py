@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from flask import Flask, jsonify, request
-from flask.testing import FlaskClient
-from redis_helpers import leaks, raw_values, redis_client
+from support.apps import MIDDLE_SECRET, MakeMiddle, Middle
+from support.checks import bearer, cae_challenge
+from support.redis import leaks, raw_values, redis_client
+from support.timing import Clock
 
 from flask_obo import (
     ConfigError,
-    FlaskOBO,
     IdentityProviderUnavailable,
     LongRunningSessionExpired,
     TokenCacheUnavailable,
@@ -32,47 +32,19 @@ from flask_obo import (
     start_long_running_process,
     stop_long_running_process,
 )
-from flask_obo.testing import App, User
+from flask_obo.testing import App, DownstreamStandIn, User
+from flask_obo.testing.redis_server import RedisServer
 
-if TYPE_CHECKING:
-    from obo_fixtures import Downstream
-
-    from flask_obo.testing.redis_server import RedisServer
-
-pytest_plugins = ["redis_fixtures", "obo_fixtures"]
 pytestmark = pytest.mark.redis
 
-SECRET = "s3cret-of-the-long-running-middle-tier"
 HOUR = 3600.0
 
 
 @dataclass
-class Clock:
-    now: float = field(default_factory=time.time)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@dataclass
-class Jobs:
+class Jobs(Middle):
     """A middle tier that starts long-running sessions (POST /jobs) and uses them."""
 
-    app: Flask
-    api: App
-    client: FlaskClient
-    entra: Any
-    clock: Clock
-
-    def token_for(self, user: User, **kwargs: Any) -> str:
-        return str(self.entra.issue_user_token(user, resource=self.api, **kwargs))
+    clock: Clock = field(default_factory=Clock)
 
     def start(self, user: User | str, **body: Any) -> Any:
         token = user if isinstance(user, str) else self.token_for(user)
@@ -99,67 +71,55 @@ class Jobs:
 
 def add_job_routes(app: Flask) -> None:
     @app.post("/jobs")
-    def start() -> Any:
+    def start_job() -> Any:
         body = request.get_json(silent=True) or {}
         key = start_long_running_process(body.get("api", "down"), body.get("scopes"),
                                          session_key=body.get("session_key"))
         return jsonify(key=key)
 
     @app.get("/jobs/<key>/me")
-    def me(key: str) -> Any:
+    def job_me(key: str) -> Any:
         return jsonify(get_long_running_session(key, "down").get("me").json())
 
     @app.post("/jobs/<key>/stop")
-    def stop(key: str) -> Any:
+    def stop_job(key: str) -> Any:
         return jsonify(stopped=stop_long_running_process(key))
 
 
 MakeJobs = Callable[..., Jobs]
 
 
+def write_scope(downstream: DownstreamStandIn) -> str:
+    return downstream.scope("write")
+
+
 @pytest.fixture
-def middle(entra: Any, downstream: Downstream) -> App:
-    api = entra.register_app("long-running middle", secret=SECRET, scopes=["access_as_user"])
-    entra.grant_consent(client=api, resource=downstream.app, scopes=["read", "write"])
+def middle(entra: Any, downstream: DownstreamStandIn) -> App:
+    api = entra.register_app("long-running middle", secret=MIDDLE_SECRET,
+                             scopes=["access_as_user"])
+    entra.grant_consent(client=api, resource=downstream.registration, scopes=["read", "write"])
     return api
 
 
-def job_settings(entra: Any, api: App, down: Downstream, redis_url: str | None,
-                 **config: Any) -> dict[str, Any]:
-    settings: dict[str, Any] = {
-        "OBO_AUTHORITY": entra.authority(), "OBO_CLIENT_ID": api.client_id,
-        "OBO_CA_BUNDLE": entra.ca_bundle, "OBO_CLIENT_SECRET": SECRET,
-        "OBO_DOWNSTREAM_APIS": {
-            "down": {"base_url": down.url, "scopes": [down.read_scope]},
-            "write": {"base_url": down.url, "scopes": [f"{down.app.app_id_uri}/write"]}},
-    }
-    if redis_url is not None:
-        settings["OBO_CACHE"] = {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": redis_url}
-    settings.update(config)
-    return settings
-
-
 @pytest.fixture
-def make_jobs(entra: Any, downstream: Downstream, middle: App,
-              redis_server: RedisServer) -> Iterator[MakeJobs]:
-    """``make_jobs(redis_url=..., clock=..., api=..., **config)``: one more instance."""
-    built: list[Jobs] = []
+def make_jobs(make_middle: MakeMiddle, downstream: DownstreamStandIn, middle: App,
+              redis_server: RedisServer) -> MakeJobs:
+    """``make_jobs(redis_url=..., clock=..., api=..., **config)``: one more instance, its token
+    cache on ``redis_server`` (``redis_url=None``: in-process), two downstream APIs: ``down``
+    (read) and ``write``."""
 
     def make(*, redis_url: str | None = redis_server.url, clock: Clock | None = None,
              api: App | None = None, **config: Any) -> Jobs:
         clock = clock or Clock()
-        app = Flask(f"jobs-{len(built)}")
-        app.testing = True  # a view's unexpected error reaches the test
-        app.config.update(job_settings(entra, api or middle, downstream, redis_url, **config))
-        FlaskOBO(app, clock=clock)
-        add_job_routes(app)
-        jobs = Jobs(app, api or middle, app.test_client(), entra, clock)
-        built.append(jobs)
-        return jobs
+        apis = {"down": {"base_url": downstream.url, "scopes": [downstream.scope("read")]},
+                "write": {"base_url": downstream.url, "scopes": [write_scope(downstream)]}}
+        built = make_middle(api=api or middle, consent=False, redis_url=redis_url, clock=clock,
+                            TESTING=True,  # a view's unexpected error reaches the test
+                            OBO_DOWNSTREAM_APIS=apis, **config)
+        add_job_routes(built.app)
+        return Jobs(built.app, built.api, built.client, built.entra, clock)
 
-    yield make
-    for jobs in built:
-        jobs.app.extensions["obo"].close()
+    return make
 
 
 @pytest.fixture
@@ -196,7 +156,7 @@ def test_generated_session_keys_are_unguessable(make_jobs: MakeJobs, alice: User
 
 
 def test_an_expired_token_is_renewed_from_the_refresh_token_which_rotates(
-        make_jobs: MakeJobs, alice: User, downstream: Downstream) -> None:
+        make_jobs: MakeJobs, alice: User) -> None:
     jobs = make_jobs()
     key = jobs.new_session(alice)
     first = jobs.acquire(key)
@@ -245,7 +205,7 @@ def test_a_token_near_its_expiry_is_served_while_the_session_renews_it_in_the_ba
     jobs = make_jobs()
     key = jobs.new_session(alice)
     first = jobs.acquire(key)
-    jobs.clock.now = first.refresh_on + 1  # inside OBO_CACHE_REFRESH_AHEAD
+    jobs.clock.advance(first.refresh_on + 1 - jobs.clock())  # inside OBO_CACHE_REFRESH_AHEAD
 
     assert jobs.acquire(key) == first  # served at once
     jobs.app.extensions["obo"].acquirer.close()  # waits for the background renewal
@@ -256,17 +216,17 @@ def test_a_token_near_its_expiry_is_served_while_the_session_renews_it_in_the_ba
 
 
 def test_a_claims_challenge_of_the_downstream_api_is_met_through_the_refresh_token(
-        make_jobs: MakeJobs, alice: User) -> None:
+        make_jobs: MakeJobs, alice: User, downstream: DownstreamStandIn) -> None:
     """Continuous access evaluation: the downstream API refuses the first token with a claims
     challenge; the session redeems its refresh token for those claims and retries once."""
     jobs = make_jobs(OBO_CLIENT_CAPABILITIES=["CP1"])
     key = jobs.new_session(alice)
-    with jobs.app.app_context():
-        answer = get_long_running_session(key, "down").get("cae")
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["oid"] == alice.oid
-        with pytest.raises(LongRunningSessionExpired) as caught:
-            get_long_running_session(key, "down").get("cae-always")
+    challenge = {"WWW-Authenticate": cae_challenge()}
+    downstream.answer_next(status=401, headers=challenge)  # once: the fresh token is accepted
+    assert jobs.job(key)["oid"] == alice.oid
+    downstream.answer_next(status=401, headers=challenge, count=2)  # the fresh token too
+    with jobs.app.app_context(), pytest.raises(LongRunningSessionExpired) as caught:
+        get_long_running_session(key, "down").get("me")
     assert caught.value.reason == "interaction_required"
     claims = [c["params"].get("claims", "") for c in jobs.calls("refresh_token")]
     assert all('"nbf"' in c and '"xms_cc"' in c for c in claims), claims
@@ -274,14 +234,13 @@ def test_a_claims_challenge_of_the_downstream_api_is_met_through_the_refresh_tok
 
 
 def test_the_session_serves_only_the_scopes_it_was_started_for(
-        make_jobs: MakeJobs, alice: User, downstream: Downstream) -> None:
+        make_jobs: MakeJobs, alice: User, downstream: DownstreamStandIn) -> None:
     jobs = make_jobs()
     key = jobs.new_session(alice)  # api "down": read
     with pytest.raises(ValueError, match="started for"):
         jobs.acquire(key, api="write")
-    both = jobs.new_session(alice, scopes=[downstream.read_scope,
-                                           f"{downstream.app.app_id_uri}/write"])
-    assert jobs.acquire(both, api="write").scopes == (f"{downstream.app.app_id_uri}/write",)
+    both = jobs.new_session(alice, scopes=[downstream.scope("read"), write_scope(downstream)])
+    assert jobs.acquire(both, api="write").scopes == (write_scope(downstream),)
 
 
 # -- ending a session -----------------------------------------------------------------------------
@@ -322,7 +281,7 @@ def test_an_unknown_key_is_no_session(make_jobs: MakeJobs) -> None:
     ("disable_user", "user_disabled", 50034),
 ])
 def test_a_refused_refresh_token_ends_the_session_with_its_reason(
-        make_jobs: MakeJobs, alice: User, entra: Any, downstream: Downstream, end: str,
+        make_jobs: MakeJobs, alice: User, entra: Any, downstream: DownstreamStandIn, end: str,
         reason: str, code: int) -> None:
     jobs = make_jobs()
     key = jobs.new_session(alice)
@@ -332,7 +291,7 @@ def test_a_refused_refresh_token_ends_the_session_with_its_reason(
     elif end == "max_age":
         entra.emulator.refresh_token_max_age = 0
     elif end == "withdraw_consent":
-        entra.revoke_consent(client=jobs.api, resource=downstream.app)
+        entra.revoke_consent(client=jobs.api, resource=downstream.registration)
     else:
         alice.enabled = False
     try:
@@ -411,11 +370,12 @@ def test_the_same_user_starting_again_renews_the_session(make_jobs: MakeJobs,
 
 
 def test_a_session_is_useless_to_another_app_on_the_same_redis(
-        make_jobs: MakeJobs, entra: Any, alice: User, downstream: Downstream) -> None:
+        make_jobs: MakeJobs, entra: Any, alice: User, downstream: DownstreamStandIn) -> None:
     jobs = make_jobs()
     key = jobs.new_session(alice)
-    other_api = entra.register_app("other middle", secret=SECRET, scopes=["access_as_user"])
-    entra.grant_consent(client=other_api, resource=downstream.app, scopes=["read"])
+    other_api = entra.register_app("other middle", secret=MIDDLE_SECRET,
+                                   scopes=["access_as_user"])
+    entra.grant_consent(client=other_api, resource=downstream.registration, scopes=["read"])
     other = make_jobs(api=other_api,
                       OBO_CACHE_ENCRYPTION_KEY="q2hIu1cbmPjSJ5YOL2qsc2Tc6G6nGoeSaFk5b8ZpOq0=")
     assert expired(other, key).reason == "unknown"
@@ -497,7 +457,7 @@ def test_the_idle_ttl_is_validated(make_jobs: MakeJobs, value: Any) -> None:
 
 def test_session_keys_and_tokens_stay_out_of_logs_and_redis(
         make_jobs: MakeJobs, alice: User, entra: Any, redis_server: RedisServer,
-        downstream: Downstream, caplog: pytest.LogCaptureFixture) -> None:
+        downstream_tokens: list[str], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     jobs = make_jobs()
     key = jobs.new_session(alice)
@@ -517,4 +477,4 @@ def test_session_keys_and_tokens_stay_out_of_logs_and_redis(
     values = raw_values(redis_server.url)
     for name, value in values.items():
         assert not leaks(name + b" " + value, [key, ended]), name
-        assert not leaks(value, downstream.seen_tokens[-3:]), name
+        assert not leaks(value, downstream_tokens[-3:]), name

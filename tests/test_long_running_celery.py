@@ -10,59 +10,42 @@ request cannot take or use a session; no session key reaches any log.
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from celery import Celery
 from flask import Flask, jsonify, request
 from flask.testing import FlaskClient
+from support.apps import MIDDLE_SECRET, middle_settings
+from support.jose import claims_of
+from support.processes import TESTS, flask_environment, stop_process
+from support.timing import wait_for
 
-from flask_obo import FlaskOBO, start_long_running_process, stop_long_running_process
-from flask_obo.testing import App, EntraEmulator, User
-from flask_obo.testing.redis_server import RedisServer, RedisUnavailable
+from flask_obo import (
+    FlaskOBO,
+    get_long_running_session,
+    start_long_running_process,
+    stop_long_running_process,
+)
+from flask_obo.testing import App, DownstreamStandIn, EntraEmulator, User
+from flask_obo.testing.redis_server import RedisServer
 from samples.reports import celery_init_app
 
-if TYPE_CHECKING:
-    from obo_fixtures import Downstream
-
-pytest_plugins = ["obo_fixtures", "redis_fixtures"]
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
-TESTS = Path(__file__).resolve().parent
-SECRET = "s3cret-of-the-celery-middle-tier"
 # On-behalf-of tokens live less than OBO_CACHE_EXPIRY_MARGIN here, so the one a session starts
 # with is not cached and every job redeems the session's refresh token.
 OBO_TOKEN_LIFETIME = 30
 RESULT_TIMEOUT = 60
-
-
-@pytest.fixture(scope="module")
-def broker() -> Iterator[RedisServer]:
-    """One redis-server for the module: token cache (db 0), broker (1), results (2)."""
-    # Imported here, once pytest has loaded it as a plugin (so its asserts are rewritten).
-    from redis_fixtures import _binary, _missing
-
-    _binary()  # skips (fails in CI) without redis-server
-    try:
-        server = RedisServer().start()
-    except RedisUnavailable as exc:
-        _missing(f"redis-server could not start ({exc})")
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 class LogLines(logging.Handler):
@@ -122,16 +105,14 @@ class Tier:
                 if c.get("client_id") == self.api.client_id and c.get("user") == user.username]
 
 
-def _settings(emu: EntraEmulator, api: App, down: Downstream, url: str) -> dict[str, Any]:
+def _settings(emu: EntraEmulator, api: App, down: DownstreamStandIn,
+              url: str) -> dict[str, Any]:
+    """The middle tier's, its token cache on db 0 of ``url``; Celery's broker and results
+    on 1 and 2."""
     base = url.rsplit("/", 1)[0]
-    return {
-        "OBO_AUTHORITY": emu.authority(), "OBO_CLIENT_ID": api.client_id,
-        "OBO_CA_BUNDLE": emu.ca_bundle, "OBO_CLIENT_SECRET": SECRET,
-        "OBO_DOWNSTREAM_APIS": {"down": {"base_url": down.url, "scopes": [down.read_scope]}},
-        "OBO_CACHE": {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": f"{base}/0"},
-        "CELERY": {"broker_url": f"{base}/1", "result_backend": f"{base}/2",
-                   "broker_connection_retry_on_startup": True},
-    }
+    return middle_settings(emu, api, down, redis_url=f"{base}/0", CELERY={
+        "broker_url": f"{base}/1", "result_backend": f"{base}/2",
+        "broker_connection_retry_on_startup": True})
 
 
 def _web_app(settings: dict[str, Any]) -> Flask:
@@ -148,29 +129,29 @@ def _web_app(settings: dict[str, Any]) -> Flask:
 
     @app.get("/jobs/<key>/me")
     def me(key: str) -> Any:
-        from flask_obo import get_long_running_session
-
         return jsonify(get_long_running_session(key, "down").get("me").json())
 
     return app
 
 
-def _worker_env(settings: dict[str, Any]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
-    for key, value in settings.items():
-        env[f"FLASK_{key}"] = value if isinstance(value, str) else json.dumps(value)
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(TESTS.parent),
-                                         env.get("PYTHONPATH", "")])
-    return env
+@pytest.fixture(scope="module")
+def downstream_of_module(entra_emulator: EntraEmulator) -> Iterator[DownstreamStandIn]:
+    """The downstream API of the module's jobs (the plugin's ``downstream_api`` is per test)."""
+    registration = entra_emulator.register_app(f"celery down {uuid.uuid4().hex[:8]}",
+                                               scopes=["read"], roles=["Reader"])
+    with DownstreamStandIn(entra_emulator, registration) as stand_in:
+        yield stand_in
 
 
 @pytest.fixture(scope="module")
-def tier(entra_emulator: EntraEmulator, downstream: Downstream, broker: RedisServer,
+def tier(entra_emulator: EntraEmulator, downstream_of_module: DownstreamStandIn,
+         module_redis_server: RedisServer,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tier]:
-    api = entra_emulator.register_app(f"celery middle {uuid.uuid4().hex[:8]}", secret=SECRET,
-                                      scopes=["access_as_user"])
-    entra_emulator.grant_consent(client=api, resource=downstream.app, scopes=["read"])
-    settings = _settings(entra_emulator, api, downstream, broker.url)
+    down = downstream_of_module
+    api = entra_emulator.register_app(f"celery middle {uuid.uuid4().hex[:8]}",
+                                      secret=MIDDLE_SECRET, scopes=["access_as_user"])
+    entra_emulator.grant_consent(client=api, resource=down.registration, scopes=["read"])
+    settings = _settings(entra_emulator, api, down, module_redis_server.url)
     app_log = LogLines()
     root = logging.getLogger()
     level = root.level
@@ -185,31 +166,22 @@ def tier(entra_emulator: EntraEmulator, downstream: Downstream, broker: RedisSer
             [sys.executable, "-m", "celery", "-A", "long_running_worker:celery_app", "worker",
              "--pool=prefork", "--concurrency=2", "--loglevel=DEBUG", "--without-heartbeat",
              "--without-gossip", "--without-mingle", "--hostname", f"lr-{os.getpid()}@%h"],
-            cwd=TESTS, env=_worker_env(settings), stdout=out, stderr=subprocess.STDOUT)
+            cwd=TESTS, env=flask_environment(settings), stdout=out, stderr=subprocess.STDOUT)
     celery: Celery = app.extensions["celery"]
     try:
-        deadline = time.monotonic() + 60
-        while not celery.control.ping(timeout=0.5):  # the worker answers once it consumes
-            if worker.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the Celery worker did not start:\n"
-                            + worker_log.read_text(errors="replace")[-3000:])
+        # The worker answers a ping once it consumes.
+        answered = wait_for(lambda: worker.poll() is not None or celery.control.ping(timeout=0.5),
+                            timeout=60, interval=0)
+        if not answered or worker.poll() is not None:
+            pytest.fail("the Celery worker did not start:\n"
+                        + worker_log.read_text(errors="replace")[-3000:])
         yield Tier(entra_emulator, api, app, app.test_client(), celery, worker_log, app_log)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop_process(worker, timeout=20)
         entra_emulator.obo_token_lifetime = previous_lifetime
         root.removeHandler(app_log)
         root.setLevel(level)
         app.extensions["obo"].close()
-
-
-def expiry(token: str) -> float:
-    payload = token.split(".")[1]
-    return float(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"])
 
 
 # -- the job acts as the user -------------------------------------------------------------------
@@ -219,11 +191,11 @@ def test_the_job_calls_downstream_as_the_user_after_the_users_token_expired(tier
     token = tier.token_for(user, lifetime=2)
     answer = tier.start(token)
     assert answer.status_code == 200, answer.get_json()
-    expires = expiry(token)
+    expires = float(claims_of(token)["exp"])
 
     # The worker holds the job until the user's token has expired.
     saw = tier.result("call_downstream", answer.get_json()["key"],
-                      eta=datetime.fromtimestamp(expires + 0.5, tz=timezone.utc))
+                      eta=datetime.fromtimestamp(expires + 0.5, tz=UTC))
 
     assert saw["at"] > expires
     assert (saw["status"], saw["oid"], saw["azp"]) == (200, user.oid, tier.api.client_id)

@@ -40,8 +40,8 @@ from ..errors import (
     UpstreamAuthError,
 )
 
-__all__ = ["IdpHttpError", "MsalHttp", "NoStore", "NoTokenCache", "error_codes", "exception_error",
-           "refresh_error", "result_error", "with_capabilities"]
+__all__ = ["CLIENT_FAULT_CODES", "IdpHttpError", "MsalHttp", "NoStore", "NoTokenCache",
+           "error_codes", "exception_error", "refresh_error", "result_error", "with_capabilities"]
 
 
 def exception_error(exc: Exception) -> OboError:
@@ -62,7 +62,7 @@ def exception_error(exc: Exception) -> OboError:
 
 
 # AADSTS codes of invalid_grant that are about this app's own credential, not the user's token.
-_CLIENT_FAULT_CODES = frozenset({700016, 700024, 700027, 7000112, 7000215, 7000222, 700025})
+CLIENT_FAULT_CODES = frozenset({700016, 700024, 700027, 7000112, 7000215, 7000222, 700025})
 _CONSENT_CODES = frozenset({65001, 65004})
 
 
@@ -76,7 +76,7 @@ def result_error(result: Mapping[str, Any], *, authority: str, client_id: str,
     extra = {"aadsts": sorted(codes)} if codes else None
     if error in ("temporarily_unavailable", "server_error"):
         return IdentityProviderUnavailable(reason=error, extra=extra)
-    if codes & _CLIENT_FAULT_CODES or error in ("invalid_client", "unauthorized_client"):
+    if codes & CLIENT_FAULT_CODES or error in ("invalid_client", "unauthorized_client"):
         return UpstreamAuthError(reason=error or "invalid_client", extra=extra)
     if app_only:
         return UpstreamAuthError(reason=error or "unknown", extra=extra)
@@ -115,7 +115,7 @@ def refresh_error(result: Mapping[str, Any]) -> OboError:
     error = str(result.get("error", ""))
     codes = error_codes(result)
     extra = {"aadsts": sorted(codes)} if codes else None
-    if error not in ("invalid_grant", "interaction_required") or codes & _CLIENT_FAULT_CODES:
+    if error not in ("invalid_grant", "interaction_required") or codes & CLIENT_FAULT_CODES:
         if error in ("temporarily_unavailable", "server_error"):
             return IdentityProviderUnavailable(reason=error, extra=extra)
         return UpstreamAuthError(reason=error or "unknown", extra=extra)

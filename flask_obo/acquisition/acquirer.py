@@ -38,6 +38,7 @@ from ..errors import (
 )
 from ..signals import downstream_token_acquired, obo_failed
 from ._msal import (
+    CLIENT_FAULT_CODES,
     MsalHttp,
     NoStore,
     NoTokenCache,
@@ -47,6 +48,7 @@ from ._msal import (
     result_error,
     with_capabilities,
 )
+from .aadsts import hint_for
 from .credentials import ClientCredential, load_credential
 
 if TYPE_CHECKING:
@@ -416,14 +418,22 @@ def check_credential(state: OboState) -> Iterator[CheckResult]:
     try:
         token = acquirer._client_credentials(tenant, scopes, None)
     except UpstreamAuthError as exc:
-        if exc.reason in ("invalid_client", "unauthorized_client", "credential_unavailable"):
+        codes = exc.extra.get("aadsts", ())
+        hint = hint_for(codes)
+        said = f"{exc.reason} {_aadsts(exc)}".strip()
+        if hint is not None and set(hint.codes) & CLIENT_FAULT_CODES:
+            yield CheckResult(False, "credential", f"the identity provider refused app "
+                              f"{config.client_id} with its {acquirer.credential.description} "
+                              f"({said}: {hint.meaning}): {_plain(hint.fix)}.")
+        elif exc.reason in ("invalid_client", "unauthorized_client", "credential_unavailable"):
             yield CheckResult(False, "credential", f"{acquirer.credential.description} was "
-                              f"refused ({exc.reason} {_aadsts(exc)}): check that it is the one "
-                              f"registered on app {config.client_id} and has not expired.")
+                              f"refused ({said}): check that it is the one registered on app "
+                              f"{config.client_id} and has not expired.")
         else:
+            detail = f": {hint.meaning}; {_plain(hint.fix)}" if hint is not None else ""
             yield CheckResult(True, "credential", f"{acquirer.credential.description} accepted, "
-                              f"but a token for {scopes[0]} was refused ({exc.reason} "
-                              f"{_aadsts(exc)})", warning=True)
+                              f"but a token for {scopes[0]} was refused ({said}){detail}",
+                              warning=True)
         return
     except OboError as exc:
         yield CheckResult(False, "credential", f"could not reach the identity provider to try "
@@ -436,4 +446,9 @@ def check_credential(state: OboState) -> Iterator[CheckResult]:
 
 def _aadsts(exc: OboError) -> str:
     return ",".join(f"AADSTS{c}" for c in sorted(exc.extra.get("aadsts", ()))) or ""
+
+
+def _plain(text: str) -> str:
+    """A hint's markdown, as a terminal shows it."""
+    return text.replace("`", "").replace("*", "")
 

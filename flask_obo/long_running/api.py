@@ -15,7 +15,7 @@ from flask import Flask, current_app, has_request_context
 
 from ..cache import AccessToken
 from ..context import get_assertion, verify_token_in_request
-from ..downstream.api import Scopes, _acquirer, _pool, _resolve, _user_caller
+from ..downstream.api import Scopes, acquirer_of, obo_caller, pool_for, resolve_api
 from ..downstream.session import DownstreamSession
 from ..errors import InvalidToken, LongRunningSessionExpired
 from ..state import OboState, get_state
@@ -65,13 +65,13 @@ def start_long_running_process(api: str | None = None, scopes: Scopes = None, *,
     the same key, for the same user, renews the session; another user's key is refused
     (``SessionKeyInUse``). The key is a capability: give it to the job, never to a log.
     """
-    caller = _user_caller()
+    caller = obo_caller()
     if not caller.oid or not caller.tid:  # a session is bound to them: fail closed
         raise InvalidToken("The token names no user (oid and tid): a long-running session "
                            "cannot be bound to its user.", reason="claims")
     state = get_state()
-    acquirer = _acquirer(state)
-    wanted, _ = _resolve(state, scopes, api)
+    acquirer = acquirer_of(state)
+    wanted, _ = resolve_api(state, scopes, api)
     sessions = _sessions(state)
     key = secrets.token_urlsafe(32) if session_key is None else checked_key(session_key)
     sessions.start(key, get_assertion(), caller, acquirer.scope_tuple(wanted))
@@ -91,7 +91,7 @@ def acquire_token_for_long_running_process(session_key: str, api: str | None = N
     """
     flask_app = _app(app)
     state = get_state(flask_app)
-    wanted = None if scopes is None and api is None else _resolve(state, scopes, api)[0]
+    wanted = None if scopes is None and api is None else resolve_api(state, scopes, api)[0]
     return _sessions(state).acquire(session_key, wanted, claims=claims,
                                     caller=_request_caller(flask_app))
 
@@ -109,10 +109,10 @@ def get_long_running_session(session_key: str, api: str | None = None, *,
     if api is None:
         wanted, spec = record.scopes, None
     else:
-        configured, spec = _resolve(state, None, api)
+        configured, spec = resolve_api(state, None, api)
         wanted = sessions.scopes_of(record, configured)
     return DownstreamSession(
-        _acquirer(state), _pool(state, spec), wanted,
+        acquirer_of(state), pool_for(state, spec), wanted,
         base_url=spec.base_url if spec else None,
         timeout=spec.timeout if spec else state.config.downstream_timeout,
         tenant=record.tenant, source=_SessionTokens(sessions, session_key, wanted, caller))

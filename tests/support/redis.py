@@ -1,9 +1,7 @@
-"""Helpers of the Redis suites (no fixtures here; those are in ``redis_fixtures``).
+"""Throwaway redis-servers for the Redis suites, and what is inside them.
 
-- ``middle_settings``/``add_routes``: the middle tier's OBO_ settings and its views, shared by
-  the in-process tests and the gunicorn app of the multi-process test (``multiproc_app``);
-- ``raw_values``: every key of a Redis server with its raw value;
-- ``leaks(value, tokens)``: the tokens a raw value reveals, directly or once decoded.
+Without a redis-server binary the Redis tests skip with the reason shown, except in CI
+(``CI=true``), where ``.ci/run`` installs one: there a missing binary fails them.
 """
 
 from __future__ import annotations
@@ -13,57 +11,58 @@ import binascii
 import json
 import os
 import pickle
+import random
 import re
+import socket
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
-from flask import Flask, jsonify
+import pytest
 
-from flask_obo.downstream import DownstreamSession, requires_downstream, requires_downstream_for_app
-from flask_obo.extension import public
+from flask_obo.testing.redis_server import RedisServer, RedisUnavailable, find_redis_server
 
-SECRET = "s3cret-of-the-middle-tier"
-
-
-# -- the middle tier -------------------------------------------------------------------------------
-
-def middle_settings(entra: Any, api: Any, down: Any, redis_url: str | None,
-                    **config: Any) -> dict[str, Any]:
-    """OBO_ settings of the middle tier ``api`` calling ``down`` (its ``url`` and
-    ``read_scope``), its cache on ``redis_url``; ``None`` values are left out."""
-    settings: dict[str, Any] = {
-        "OBO_AUTHORITY": entra.authority(), "OBO_CLIENT_ID": api.client_id,
-        "OBO_CA_BUNDLE": entra.ca_bundle, "OBO_CLIENT_SECRET": SECRET,
-        "OBO_DOWNSTREAM_APIS": {"down": {"base_url": down.url, "scopes": [down.read_scope]}},
-    }
-    if redis_url is not None:
-        settings["OBO_CACHE"] = {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": redis_url}
-    settings.update(config)
-    return {k: v for k, v in settings.items() if v is not None}
+__all__ = [
+    "leaks",
+    "port_with_free_bus",
+    "raw_values",
+    "redis_client",
+    "start_redis",
+]
 
 
-def add_routes(app: Flask) -> None:
-    """``/profile`` (on behalf of the caller), ``/as-app`` (app token), public ``/health``."""
-
-    @app.get("/profile")
-    @requires_downstream(api="down")
-    def profile(downstream: DownstreamSession) -> Any:
-        answer = downstream.get("me")
-        return jsonify(status=answer.status_code, oid=answer.json()["oid"], pid=os.getpid())
-
-    @app.get("/as-app")
-    @requires_downstream_for_app(api="down")
-    def as_app(downstream: DownstreamSession) -> Any:
-        answer = downstream.get("me")
-        return jsonify(status=answer.status_code, azp=answer.json()["azp"], pid=os.getpid())
-
-    @app.get("/health")
-    @public
-    def health() -> Any:
-        return {"pid": os.getpid()}
+def _missing(reason: str) -> NoReturn:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: .ci/run installs redis-server, so this must not happen)")
+    pytest.skip(f"{reason}: install redis-server (Debian: apt-get install redis-server) or set "
+                "REDIS_SERVER to its path to run the Redis tests")
 
 
-# -- Redis ---------------------------------------------------------------------------------------
+def start_redis(*args: str, port: int | None = None) -> RedisServer:
+    """A started redis-server (``args`` first on its command line), or the test skips."""
+    if find_redis_server() is None:
+        _missing("no redis-server binary found")
+    server = RedisServer(port, args=args)
+    try:
+        return server.start()
+    except RedisUnavailable as exc:
+        server.close()
+        _missing(f"redis-server {' '.join(args)} could not start ({exc})".replace("  ", " "))
+
+
+def port_with_free_bus() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too: a random free
+    port above 55535 would make redis-server refuse to start in cluster mode."""
+    for _ in range(200):
+        port = random.randint(20000, 55000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a one-node Redis Cluster")
+
 
 def redis_client(url: str) -> Any:
     import redis

@@ -1,62 +1,24 @@
-"""Shared helpers and fixtures for the emulator's own tests (``tests/test_emulator_*.py``).
+"""The emulator suites' cast, and their ways of talking to the emulator without MSAL.
 
-The emulator itself comes from the pytest plugin (``entra_emulator``, ``entra``); ``world``
-builds the usual cast on top of it: a middle-tier API, a downstream API, a public CLI, Alice
-(MFA required for the downstream API) and Bob.
+``World``: a middle-tier API (with a secret) calling a downstream API, a public CLI, Alice (MFA
+required for the downstream API) and Bob, registered for one test through ``entra``.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 import requests
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from flask_obo._http import build_session
+from flask_obo import build_session
 from flask_obo.testing import App, EntraEmulator, User
 from flask_obo.testing.pytest_plugin import EntraTestHelper
 
-__all__ = [
-    "ERROR_KEYS",
-    "World",
-    "assert_entra_error",
-    "b64url",
-    "claims_of",
-    "header_of",
-    "post_token",
-    "session_for",
-    "verify_with_jwks",
-    "world_fixture",
-]
-
-ERROR_KEYS = {"error", "error_description", "error_codes", "timestamp", "trace_id",
-              "correlation_id", "error_uri"}
-
-
-def b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _part(token: str, index: int) -> dict[str, Any]:
-    segment = token.split(".")[index]
-    data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    return data
-
-
-def claims_of(token: str) -> dict[str, Any]:
-    """The claims of a JWT, unverified (tests verify separately where it matters)."""
-    return _part(token, 1)
-
-
-def header_of(token: str) -> dict[str, Any]:
-    return _part(token, 0)
+__all__ = ["World", "build_world", "post_token", "session_for", "verify_with_jwks"]
 
 
 def session_for(emu: EntraEmulator) -> requests.Session:
@@ -69,24 +31,6 @@ def post_token(emu: EntraEmulator, data: Any = None, *, tenant: str | None = Non
     """POST straight to the token endpoint, bypassing MSAL (for malformed requests)."""
     with session_for(emu) as session:
         return session.post(emu.token_endpoint(tenant), data=data, timeout=10, **kwargs)
-
-
-def assert_entra_error(response: requests.Response | dict[str, Any], status: int | None,
-                       error: str, code: int) -> dict[str, Any]:
-    """Check Entra's error shape, status, error and AADSTS code; return the body."""
-    if isinstance(response, dict):
-        body = response
-    else:
-        assert response.status_code == status, response.text
-        assert response.headers["Content-Type"].startswith("application/json")
-        body = response.json()
-    assert ERROR_KEYS <= set(body), body
-    assert body["error"] == error, body
-    assert body["error_codes"] == [code], body
-    assert body["error_description"].startswith(f"AADSTS{code}: "), body
-    for part in ("Trace ID: ", "Correlation ID: ", "Timestamp: "):
-        assert part in body["error_description"]
-    return body
 
 
 def verify_with_jwks(emu: EntraEmulator, token: str) -> dict[str, Any]:
@@ -130,8 +74,7 @@ class World:
         return f"{self.api.app_id_uri}/access_as_user"
 
 
-@pytest.fixture(name="world")
-def world_fixture(entra: EntraTestHelper) -> World:
+def build_world(entra: EntraTestHelper) -> World:
     secret = f"secret-{uuid.uuid4().hex}"
     api = entra.register_app("middle-tier", secret=secret, scopes=["access_as_user"])
     down = entra.register_app("downstream", scopes=["read", "write"], roles=["Reader"])
@@ -140,12 +83,3 @@ def world_fixture(entra: EntraTestHelper) -> World:
     alice = entra.add_user("alice", password="alice-pw", mfa_required_for=[down])
     bob = entra.add_user("bob", password="bob-pw")
     return World(entra, api, down, cli, alice, bob, secret)
-
-
-def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
