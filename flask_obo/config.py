@@ -117,6 +117,9 @@ KEYS: tuple[Key, ...] = (
     Key("OBO_CLIENT_CAPABILITIES", (), "list of str",
         "`[\"CP1\"]` declares to Entra ID that this API handles continuous access evaluation "
         "(CAE) claims challenges"),
+    Key("OBO_LONG_RUNNING_IDLE_TTL", 90 * 24 * 3600, "int",
+        "seconds a long-running session lives unused (as an Entra refresh token); each use "
+        "renews it (at least 60)", shown="`7776000` (90 days)"),
     Key("OBO_PROBLEM_TYPE_BASE", "about:blank", "str",
         "the `type` of problem+json error bodies: `about:blank` (RFC 9457), or the address of "
         "your published copy of the errors page followed by `#`, to which the error's name is "
@@ -193,6 +196,7 @@ class OboConfig:
     downstream_retries: int
     client_capabilities: tuple[str, ...] = ()
     problem_type_base: str = "about:blank"
+    long_running_idle_ttl: int = 90 * 24 * 3600
     telemetry_include_ids: bool = False
 
     @property
@@ -292,6 +296,7 @@ class OboConfig:
             downstream_retries=downstream_retries,
             client_capabilities=get.str_list("OBO_CLIENT_CAPABILITIES") or (),
             problem_type_base=problem_type_base,
+            long_running_idle_ttl=get.integer("OBO_LONG_RUNNING_IDLE_TTL", minimum=60),
             telemetry_include_ids=get.boolean("OBO_TELEMETRY_INCLUDE_IDS"),
         )
 

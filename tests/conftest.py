@@ -14,9 +14,10 @@ suite tests what users get.
 - ``world``: the emulator suites' cast (``support.world.World``);
 - ``otel`` (session), ``telemetry``: OpenTelemetry's SDK recording in memory, and what it
   recorded during one test (``support.telemetry.Recorded``);
-- ``redis_server``, ``redis_sentinel``, ``redis_cluster``: throwaway Redis servers (skipped
-  with the reason shown without a redis-server binary, except in CI); ``middle_api`` and
-  ``make_redis_middle``: instances of one middle tier sharing a Redis.
+- ``redis_server`` (``module_redis_server``: one per module), ``redis_sentinel``,
+  ``redis_cluster``: throwaway Redis servers (skipped with the reason shown without a
+  redis-server binary, except in CI); ``middle_api`` and ``make_redis_middle``: instances of
+  one middle tier sharing a Redis.
 """
 
 from __future__ import annotations
@@ -162,6 +163,17 @@ def make_middle(entra: EntraTestHelper, downstream: DownstreamStandIn) -> Iterat
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
     """A fresh redis-server for one test (tests stop, pause and restart it)."""
+    server = start_redis()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def module_redis_server() -> Iterator[RedisServer]:
+    """One redis-server for a whole module, for suites whose tests only add to it (a Celery
+    worker's broker and results, and its token cache, outlive a test)."""
     server = start_redis()
     try:
         yield server

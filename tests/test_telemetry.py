@@ -1,7 +1,8 @@
 """OpenTelemetry metrics and spans, read through the SDK's in-memory reader and exporter over
 real flows against the emulator: validation accepted and refused, on-behalf-of miss then hit,
-app tokens, Entra refusing and failing, a shared cache backend going down, and downstream calls
-under opentelemetry-instrumentation-flask's request span, with W3C trace context sent on.
+app tokens, a refresh ahead, a long-running session's tokens, Entra refusing and failing, a
+shared cache backend going down, and downstream calls under opentelemetry-instrumentation-flask's
+request span, with W3C trace context sent on.
 Nothing recorded carries a token, a secret, a name or an e-mail.
 
 The SDK is set once for the session (the ``otel`` fixture); each test reads what changed during
@@ -23,11 +24,17 @@ from cryptography.fernet import Fernet
 from flask import request
 from opentelemetry.trace import SpanKind, StatusCode
 from support.apps import MIDDLE_SECRET, MakeApp, MakeMiddle
-from support.checks import leaked_fragment
+from support.checks import bearer, leaked_fragment
 from support.telemetry import InstrumentedFlask, Recorded, key
 from support.timing import Clock
 
-from flask_obo import ConfigError, DownstreamSession, requires_downstream
+from flask_obo import (
+    ConfigError,
+    DownstreamSession,
+    get_long_running_session,
+    requires_downstream,
+    start_long_running_process,
+)
 from flask_obo import _tally as tally_module
 from flask_obo import telemetry as otel_names
 from flask_obo._tally import Series, Tally
@@ -198,6 +205,31 @@ def test_a_shared_cache_backend_failing_is_counted_by_operation(
     assert answer.status_code == 200, answer.get_data(as_text=True)  # bypassed, not a 500
     # The failed read; the backend is then bypassed for a few seconds, so no more attempts.
     assert telemetry.delta(otel_names.CACHE_ERRORS) == {key({"flask_obo.operation": "get"}): 1}
+
+
+@pytest.mark.redis
+def test_a_long_running_sessions_tokens_are_counted_as_refresh_token_grants(
+        telemetry: Recorded, make_middle: MakeMiddle, entra: EntraTestHelper,
+        redis_server: RedisServer, clock: Clock) -> None:
+    middle = make_middle(redis_url=redis_server.url, clock=clock)
+    middle.app.post("/jobs")(lambda: {"key": start_long_running_process("down")})
+    started = middle.client.post("/jobs", headers=bearer(middle.token_for(entra.add_user("job"))))
+    assert started.status_code == 200, started.get_data(as_text=True)
+    clock.advance(2 * 3600)  # the session's first access token has expired
+    with middle.app.app_context():  # a job: no request
+        session = get_long_running_session(started.get_json()["key"], "down")
+        for _ in range(2):
+            assert session.get("me").status_code == 200
+    redeemed = {"flask_obo.grant": "refresh_token", "flask_obo.api": "down"}
+    assert telemetry.delta(otel_names.ACQUISITIONS) == {
+        key({**redeemed, "flask_obo.source": "identity_provider"}): 1,
+        key({**redeemed, "flask_obo.source": "cache"}): 1,
+    }
+    assert telemetry.delta(otel_names.IDP_DURATION) == {
+        key({"flask_obo.grant": grant, "flask_obo.outcome": "success"}): 1
+        for grant in ("on_behalf_of", "refresh_token")}  # the session's start, the redemption
+    assert {dict(span.attributes or {}).get("flask_obo.api")
+            for span in telemetry.spans("flask_obo.downstream")} == {"down"}
 
 
 # -- spans under the Flask instrumentation ---------------------------------------------------------

@@ -123,6 +123,11 @@ class OboTokenCache:
             scopes: Iterable[str]) -> str:
         return cache_key(self.prefix, kind, client_id, tenant, subject, scopes)
 
+    def lock(self, key: str) -> AbstractContextManager[Any]:
+        """The cross-process lock of ``key`` (on Redis; elsewhere a no-op): held around one
+        identity-provider call, or given up after its wait."""
+        return self._lock_factory(key)
+
     # reads ---------------------------------------------------------------------------------
     def get(self, key: str) -> AccessToken | None:
         """A usable token (before its expiry minus the margin), or None."""

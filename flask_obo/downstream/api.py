@@ -19,6 +19,10 @@ that acquires its token on first use; the functions work without them.
 A name the configuration lacks (``api="graph"`` with no ``"graph"`` in ``OBO_DOWNSTREAM_APIS``)
 is a ``ServerMisconfigured`` problem+json 500, logged once; the decorators record the names
 they use on the view, so ``flask obo check`` finds such a view before any request does.
+
+``obo_caller``, ``acquirer_of``, ``resolve_api``, ``pool_for`` and ``app_tenant`` are the steps
+these functions share with flask-obo's other callers of downstream APIs (``long_running``);
+they are not exported from ``flask_obo``.
 """
 
 from __future__ import annotations
@@ -45,12 +49,17 @@ from .session import DownstreamSession
 __all__ = [
     "acquire_token_for_app",
     "acquire_token_for_user",
+    "acquirer_of",
+    "app_tenant",
     "check_downstream_names",
     "downstream_names",
     "get_app_session",
     "get_user_session",
+    "obo_caller",
+    "pool_for",
     "requires_downstream",
     "requires_downstream_for_app",
+    "resolve_api",
 ]
 
 log = logging.getLogger("flask_obo")
@@ -77,15 +86,18 @@ def _misconfigured(state: OboState, message: str, detail: str = "", *,
     return ServerMisconfigured(f"This API is misconfigured: {message}.", reason=reason)
 
 
-def _acquirer(state: OboState) -> TokenAcquirer:
+def acquirer_of(state: OboState) -> TokenAcquirer:
+    """The app's acquirer; a ``ServerMisconfigured`` 500 for an app with no credential."""
     acquirer: TokenAcquirer | None = state.acquirer
     if acquirer is None:
         raise _misconfigured(state, _NO_CREDENTIAL, reason="no_credential")
     return acquirer
 
 
-def _resolve(state: OboState, scopes: Scopes, api: str | None) -> tuple[tuple[str, ...],
-                                                                   DownstreamApi | None]:
+def resolve_api(state: OboState, scopes: Scopes,
+                api: str | None) -> tuple[tuple[str, ...], DownstreamApi | None]:
+    """The scopes asked for (``scopes``, else ``api``'s) and ``api``'s configuration; a
+    ``ServerMisconfigured`` 500 for a name ``OBO_DOWNSTREAM_APIS`` lacks or invalid scopes."""
     spec: DownstreamApi | None = None
     if api is not None:
         spec = state.config.downstream_apis.get(api)
@@ -113,7 +125,7 @@ def _known_apis(state: OboState) -> str:
     return f" (it defines: {known}); add {{'scopes': [...], 'base_url': ...}} under that name"
 
 
-def _user_caller() -> TokenClaims:
+def obo_caller() -> TokenClaims:
     """The validated caller, who must be a user: OBO exchanges only delegated tokens."""
     caller = verify_token_in_request()
     assert caller is not None  # not optional: it raised MissingToken otherwise
@@ -135,10 +147,10 @@ def acquire_token_for_user(scopes: Scopes = None, *, api: str | None = None,
     ``claims``: a claims challenge from the downstream API (bypasses the cache). Raises the
     errors of ``flask_obo.errors`` (401 with a claims challenge, 403 consent, 503, ...).
     """
-    caller = _user_caller()
+    caller = obo_caller()
     state = get_state()
-    wanted, _ = _resolve(state, scopes, api)
-    return _acquirer(state).on_behalf_of(get_assertion(), caller.token_hash, wanted,
+    wanted, _ = resolve_api(state, scopes, api)
+    return acquirer_of(state).on_behalf_of(get_assertion(), caller.token_hash, wanted,
                                          tenant=caller.tid, claims=claims,
                                          user=caller.oid or "", api=api)
 
@@ -150,18 +162,21 @@ def acquire_token_for_app(scopes: Scopes = None, *, api: str | None = None,
     For a multi-tenant API the tenant is ``tenant``, else the validated caller's.
     """
     state = get_state()
-    wanted, _ = _resolve(state, scopes, api)
-    return _acquirer(state).app_token(wanted, tenant=_app_tenant(state, tenant), claims=claims,
-                                      api=api)
+    wanted, _ = resolve_api(state, scopes, api)
+    return acquirer_of(state).app_token(wanted, tenant=app_tenant(state, tenant), claims=claims,
+                                        api=api)
 
 
-def _pool(state: OboState, spec: DownstreamApi | None) -> requests.Session:
+def pool_for(state: OboState, spec: DownstreamApi | None) -> requests.Session:
+    """The pooled ``requests`` session for ``spec``'s API (the default one without)."""
     pools = state.pools
     assert pools is not None  # built with the acquirer
     return pools.by_api[spec.name] if spec is not None else pools.default
 
 
-def _app_tenant(state: OboState, tenant: str | None) -> str | None:
+def app_tenant(state: OboState, tenant: str | None) -> str | None:
+    """The tenant of an app token: ``tenant``, else for a multi-tenant API the validated
+    caller's (None: the configured one)."""
     if tenant is None and state.config.is_multi_tenant:
         caller = verify_token_in_request(optional=True)
         return caller.tid if caller is not None else None
@@ -175,16 +190,16 @@ def get_user_session(api: str | None = None, scopes: Scopes = None) -> Downstrea
     token instead. The token is acquired when the session is first used.
     """
     state = get_state()
-    acquirer = _acquirer(state)
-    wanted, spec = _resolve(state, scopes, api)
+    acquirer = acquirer_of(state)
+    wanted, spec = resolve_api(state, scopes, api)
     if spec is not None and spec.app_only:
         verify_token_in_request()  # as documented, even on a public view: fail closed
         return get_app_session(api, scopes)
-    caller = _user_caller()
+    caller = obo_caller()
     if spec is None:
-        return DownstreamSession(acquirer, _pool(state, None), wanted, base_url=None,
+        return DownstreamSession(acquirer, pool_for(state, None), wanted, base_url=None,
                                  timeout=state.config.downstream_timeout, caller=caller)
-    return DownstreamSession(acquirer, _pool(state, spec), wanted,
+    return DownstreamSession(acquirer, pool_for(state, spec), wanted,
                              base_url=spec.base_url, timeout=spec.timeout, caller=caller,
                              api=api)
 
@@ -193,12 +208,12 @@ def get_app_session(api: str | None = None, scopes: Scopes = None, *,
                     tenant: str | None = None) -> DownstreamSession:
     """A session that calls ``api`` with the app's own token (client credentials)."""
     state = get_state()
-    acquirer = _acquirer(state)
-    wanted, spec = _resolve(state, scopes, api)
-    return DownstreamSession(acquirer, _pool(state, spec), wanted,
+    acquirer = acquirer_of(state)
+    wanted, spec = resolve_api(state, scopes, api)
+    return DownstreamSession(acquirer, pool_for(state, spec), wanted,
                              base_url=spec.base_url if spec else None,
                              timeout=spec.timeout if spec else state.config.downstream_timeout,
-                             tenant=_app_tenant(state, tenant), api=api)
+                             tenant=app_tenant(state, tenant), api=api)
 
 
 # the decorators ----------------------------------------------------------------------------
