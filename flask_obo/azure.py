@@ -65,7 +65,7 @@ from .acquisition import TokenAcquirer
 from .cache import AccessToken as CachedToken
 from .config import OboConfig, is_guid
 from .context import get_assertion
-from .downstream.api import acquirer_of, app_tenant, caller_for_obo
+from .downstream.api import acquirer_of, app_tenant, obo_caller
 from .errors import UpstreamAuthError
 from .state import get_state
 from .validation import TokenClaims
@@ -101,7 +101,7 @@ def get_user_credential() -> UserCredential:
     """
     binding = _binding()
     if binding.user is None:
-        caller = caller_for_obo()
+        caller = obo_caller()
         binding.user = UserCredential(acquirer_of(get_state()), caller, get_assertion(), binding)
     return binding.user
 

@@ -117,10 +117,16 @@ KEYS: tuple[Key, ...] = (
     Key("OBO_CLIENT_CAPABILITIES", (), "list of str",
         "`[\"CP1\"]` declares to Entra ID that this API handles continuous access evaluation "
         "(CAE) claims challenges"),
+    Key("OBO_LONG_RUNNING_IDLE_TTL", 90 * 24 * 3600, "int",
+        "seconds a long-running session lives unused (as an Entra refresh token); each use "
+        "renews it (at least 60)", shown="`7776000` (90 days)"),
     Key("OBO_PROBLEM_TYPE_BASE", "about:blank", "str",
         "the `type` of problem+json error bodies: `about:blank` (RFC 9457), or the address of "
         "your published copy of the errors page followed by `#`, to which the error's name is "
         "appended"),
+    Key("OBO_TELEMETRY_INCLUDE_IDS", False, "bool",
+        "put users' object ids and tenant ids on OpenTelemetry spans (never names, e-mail "
+        "addresses or tokens)"),
 )
 
 #: Every key's default, as ``init_app`` writes it into ``app.config`` (``setdefault``).
@@ -129,6 +135,9 @@ DEFAULTS: dict[str, Any] = {key.name: key.default for key in KEYS}
 # Flask's from_prefixed_env parses values as JSON: a secret of digits arrives as a number.
 _FROM_ENV_HINT = (" (an environment variable read by app.config.from_prefixed_env() is parsed as "
                   "JSON: quote a value that looks like a number, e.g. FLASK_OBO_X='\"123\"')")
+
+_BOOLEAN_WORDS = {"true": True, "1": True, "yes": True, "on": True,
+                  "false": False, "0": False, "no": False, "off": False, "": False}
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
@@ -187,6 +196,8 @@ class OboConfig:
     downstream_retries: int
     client_capabilities: tuple[str, ...] = ()
     problem_type_base: str = "about:blank"
+    long_running_idle_ttl: int = 90 * 24 * 3600
+    telemetry_include_ids: bool = False
 
     @property
     def is_multi_tenant(self) -> bool:
@@ -285,6 +296,8 @@ class OboConfig:
             downstream_retries=downstream_retries,
             client_capabilities=get.str_list("OBO_CLIENT_CAPABILITIES") or (),
             problem_type_base=problem_type_base,
+            long_running_idle_ttl=get.integer("OBO_LONG_RUNNING_IDLE_TTL", minimum=60),
+            telemetry_include_ids=get.boolean("OBO_TELEMETRY_INCLUDE_IDS"),
         )
 
 
@@ -355,6 +368,17 @@ class _Getter:
         if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{key} must be a list of strings, not {value!r}.")
         return tuple(v.strip() for v in value)
+
+    def boolean(self, key: str) -> bool:
+        """True or False; from environment variables also true/false, 1/0, yes/no, on/off."""
+        value = self.raw(key)
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):  # from_prefixed_env parses "1" as 1
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _BOOLEAN_WORDS:
+            return _BOOLEAN_WORDS[value.strip().lower()]
+        raise ConfigError(f"{key} must be True or False, not {value!r}.")
 
     def number(self, key: str, *, minimum: float | None = None,
                maximum: float | None = None) -> float:

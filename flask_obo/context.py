@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, NoReturn
 from flask import current_app, g, request
 from werkzeug.local import LocalProxy
 
+from . import telemetry
 from ._refusals import request_line
 from .errors import InvalidRequest, InvalidToken, MissingToken, OboError
 from .signals import token_rejected, token_validated
@@ -92,6 +93,7 @@ def verify_request(app: Flask, req: Request, state: OboState, *,
         _rejected(app, req, state, InvalidToken(reason="malformed", log_detail=(
             f"an unexpected {type(exc).__name__} in validation")), token)
     setattr(app_g, _G_ATTR, _Verified(claims, token, req))
+    telemetry.validation_accepted(cached, claims if state.config.telemetry_include_ids else None)
     if token_validated.receivers:
         token_validated.send(app, claims=claims, cached=cached)
     return claims
@@ -113,6 +115,7 @@ def _bearer_token(app: Flask, req: Request, state: OboState, header: str) -> str
 
 def _rejected(app: Flask, req: Request, state: OboState, error: OboError,
               token: str | None = None) -> NoReturn:
+    telemetry.validation_refused(error.reason)
     if token_rejected.receivers:
         token_rejected.send(app, reason=error.reason, status=error.code)
     state.refusals.refused(error, where=request_line(req), token=token)

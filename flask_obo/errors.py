@@ -42,9 +42,12 @@ __all__ = [
     "InsufficientScope",
     "InvalidRequest",
     "InvalidToken",
+    "LongRunningSessionExpired",
     "MissingToken",
     "OboError",
     "ServerMisconfigured",
+    "SessionKeyInUse",
+    "TokenCacheUnavailable",
     "UpstreamAuthError",
     "bearer_challenge",
 ]
@@ -290,6 +293,13 @@ class ConsentRequired(OboError):
         return params
 
 
+def _retry_after(error: OboError, seconds: int) -> int:
+    """``error``'s ``Retry-After`` header (unless one was given): at least a second."""
+    seconds = max(1, int(seconds))
+    error.extra_headers.setdefault("Retry-After", str(seconds))
+    return seconds
+
+
 class IdentityProviderUnavailable(OboError):
     """503: the identity provider failed or is unreachable; retry later. Nothing was cached."""
 
@@ -302,8 +312,7 @@ class IdentityProviderUnavailable(OboError):
     def __init__(self, description: str | None = None, *, retry_after: int = 5,
                  **kwargs: Any) -> None:
         super().__init__(description, **kwargs)
-        self.retry_after = max(1, int(retry_after))
-        self.extra_headers.setdefault("Retry-After", str(self.retry_after))
+        self.retry_after = _retry_after(self, retry_after)
 
 
 class UpstreamAuthError(OboError):
@@ -348,3 +357,54 @@ class ServerMisconfigured(OboError):
     type_name = "server-misconfigured"
     challenge = False
     description = "This API is misconfigured; its operator must fix its configuration."
+
+
+class TokenCacheUnavailable(OboError):
+    """503: the shared token cache (Redis), which long-running sessions live in, could not be
+    reached; retry later. The session itself is not lost."""
+
+    code = 503
+    title = "Token cache unavailable"
+    type_name = "token-cache-unavailable"
+    challenge = False
+    description = "The token cache could not be reached; try again shortly."
+
+    def __init__(self, description: str | None = None, *, retry_after: int = 5,
+                 **kwargs: Any) -> None:
+        kwargs.setdefault("reason", "token_cache_unavailable")
+        super().__init__(description, **kwargs)
+        self.retry_after = _retry_after(self, retry_after)
+
+
+class LongRunningSessionExpired(OboError):
+    """410: a long-running session cannot act as its user any more; ``reason`` says why:
+    ``unknown`` (never started, expired unused, or lost with the cache), ``stopped``, ``idle``
+    (unused for longer than ``OBO_LONG_RUNNING_IDLE_TTL``), or the identity provider refused
+    its refresh token: ``expired``, ``revoked``, ``user_disabled``, ``consent_withdrawn``,
+    ``interaction_required`` (MFA or conditional access now asks for the user), ``refused``.
+
+    A job gets it at once: retrying cannot help. The user must start a new session from a
+    request of theirs.
+    """
+
+    code = 410
+    title = "Long-running session expired"
+    type_name = "long-running-session-expired"
+    challenge = False
+    description = "The long-running session has ended: start a new one from a request."
+
+
+class SessionKeyInUse(OboError):
+    """409: ``start_long_running_process`` was given the key of another user's (or another
+    app's) session. Nothing was changed; choose another key, or let flask-obo make one."""
+
+    code = 409
+    title = "Session key in use"
+    type_name = "session-key-in-use"
+    challenge = False
+    description = ("This session key belongs to another session: use another key, or none "
+                   "(flask-obo then makes one).")
+
+    def __init__(self, description: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("reason", "session_key_in_use")
+        super().__init__(description, **kwargs)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .config import OboConfig
     from .downstream.session import DownstreamPools
     from .errors import OboError
+    from .long_running import LongRunningSessions
     from .validation import TokenValidator
 
 __all__ = ["ErrorRenderer", "OboState", "get_state"]
@@ -42,6 +43,8 @@ class OboState:
     public_blueprints: set[str] = field(default_factory=set)
     #: endpoint -> public? Decided once per endpoint: views cannot change after the first request.
     public_endpoint_cache: dict[str, bool] = field(default_factory=dict)
+    #: long-running sessions, built when the first is started or used (they need Redis)
+    long_running: LongRunningSessions | None = None
     #: the log lines that explain refusals, rate-limited per reason
     refusals: RefusalLog = field(default_factory=RefusalLog)
     #: configuration mistakes already logged (each is logged once, however many requests hit it)

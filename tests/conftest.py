@@ -12,9 +12,12 @@ suite tests what users get.
   received, for the suites that search for leaks;
 - ``clock``: a ``support.timing.Clock`` for ``FlaskOBO(clock=...)`` and the like;
 - ``world``: the emulator suites' cast (``support.world.World``);
-- ``redis_server``, ``redis_sentinel``, ``redis_cluster``: throwaway Redis servers (skipped
-  with the reason shown without a redis-server binary, except in CI); ``middle_api`` and
-  ``make_redis_middle``: instances of one middle tier sharing a Redis;
+- ``otel`` (session), ``telemetry``: OpenTelemetry's SDK recording in memory, and what it
+  recorded during one test (``support.telemetry.Recorded``);
+- ``redis_server`` (``module_redis_server``: one per module), ``redis_sentinel``,
+  ``redis_cluster``: throwaway Redis servers (skipped with the reason shown without a
+  redis-server binary, except in CI); ``middle_api`` and ``make_redis_middle``: instances of
+  one middle tier sharing a Redis;
 - ``graph``, ``azurite``, ``azure_middle``: the Azure SDK suites' Microsoft Graph stand-in,
   Azurite (skipped without Node.js, except in CI) and a middle tier with consent for Graph and
   Azure Storage (``support.azure``).
@@ -41,6 +44,7 @@ from support.apps import (
 )
 from support.azure import GRAPH_SCOPES, Azurite, GraphStandIn, start_azurite, start_graph
 from support.redis import port_with_free_bus, redis_client, start_redis
+from support.telemetry import Recorded
 from support.timing import Clock, wait_for
 from support.world import World, build_world
 
@@ -96,6 +100,24 @@ def world(entra: EntraTestHelper) -> World:
     return build_world(entra)
 
 
+# -- OpenTelemetry -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def otel() -> Iterator[Recorded]:
+    """The global meter and tracer providers, set once for the session, recording in memory."""
+    recorded = Recorded.install_sdk()
+    yield recorded
+    recorded.shutdown()
+
+
+@pytest.fixture
+def telemetry(otel: Recorded) -> Recorded:
+    """``otel``, read as what changed during this test."""
+    otel.mark()
+    return otel
+
+
 # -- a middle tier and its downstream API -------------------------------------------------------
 
 
@@ -145,6 +167,17 @@ def make_middle(entra: EntraTestHelper, downstream: DownstreamStandIn) -> Iterat
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
     """A fresh redis-server for one test (tests stop, pause and restart it)."""
+    server = start_redis()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def module_redis_server() -> Iterator[RedisServer]:
+    """One redis-server for a whole module, for suites whose tests only add to it (a Celery
+    worker's broker and results, and its token cache, outlive a test)."""
     server = start_redis()
     try:
         yield server

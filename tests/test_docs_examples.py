@@ -23,7 +23,7 @@ from flask import Flask
 from support.azure import azurite_args
 from support.doc_blocks import MARKER_KINDS, ROOT, Block, blocks, documents
 
-from flask_obo import FlaskOBO, current_token
+from flask_obo import FlaskOBO, current_token, telemetry
 from flask_obo.cli import obo_cli
 from flask_obo.testing import EntraEmulator
 from flask_obo.testing.config import DEMO_CONFIG, apply_config, emulator_options
@@ -35,6 +35,8 @@ SHOWN = {"text", ""}
 # Browser code shown in the README is the SPA sample's own (samples/spa/app.js), which
 # tests/test_spa_browser.py runs in Chromium.
 BROWSER = {"js"}
+# Prometheus queries over flask-obo's metrics (docs/guides/telemetry.md).
+PROMQL = {"promql"}
 
 
 def of(langs: set[str]) -> list[Block]:
@@ -50,7 +52,7 @@ def test_the_documents_have_blocks_of_every_kind() -> None:
 @pytest.mark.parametrize("block", ALL, ids=lambda b: b.where)
 def test_every_block_is_of_a_kind_this_test_knows(block: Block) -> None:
     assert block.kind in MARKER_KINDS | {""}, f"{block.where}: unknown marker {block.kind!r}"
-    known = {"python", "json"} | SHELLS | SHOWN | BROWSER
+    known = {"python", "json"} | SHELLS | SHOWN | BROWSER | PROMQL
     assert block.lang in known or block.lang.startswith("{"), (
         f"{block.where}: a {block.lang!r} block: teach tests/test_docs_examples.py to test it")
 
@@ -69,6 +71,28 @@ def test_python_block_runs(block: Block, tmp_path: Path, monkeypatch: pytest.Mon
 @pytest.mark.parametrize("block", of({"json"}), ids=lambda b: b.where)
 def test_json_block_parses(block: Block) -> None:
     json.loads(block.body)
+
+
+# -- Prometheus queries --------------------------------------------------------------------------
+
+def prometheus_names() -> set[str]:
+    """flask-obo's series and labels as the Prometheus exporter names them: dots become
+    underscores, counters end in ``_total``, the histogram carries its unit (seconds)."""
+    counters = (telemetry.VALIDATIONS, telemetry.ACQUISITIONS, telemetry.CACHE_ERRORS)
+    names = {f"{name.replace('.', '_')}_total" for name in counters}
+    names |= {f"{telemetry.IDP_DURATION.replace('.', '_')}_seconds_{part}"
+              for part in ("bucket", "sum", "count")}
+    source = (ROOT / "flask_obo" / "telemetry.py").read_text()
+    attributes = set(re.findall(r'"(flask_obo\.[a-z_]+)"', source))
+    return names | {attribute.replace(".", "_") for attribute in attributes}
+
+
+@pytest.mark.parametrize("block", of(PROMQL), ids=lambda b: b.where)
+def test_promql_block_names_only_what_flask_obo_exports(block: Block) -> None:
+    named = set(re.findall(r"\bflask_obo_[a-z_]+", block.body))
+    assert named, f"{block.where}: no flask-obo series in the query"
+    unknown = named - prometheus_names()
+    assert not unknown, f"{block.where}: flask-obo exports no {sorted(unknown)}"
 
 
 # -- commands ------------------------------------------------------------------------------

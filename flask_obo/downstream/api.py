@@ -19,6 +19,10 @@ that acquires its token on first use; the functions work without them.
 A name the configuration lacks (``api="graph"`` with no ``"graph"`` in ``OBO_DOWNSTREAM_APIS``)
 is a ``ServerMisconfigured`` problem+json 500, logged once; the decorators record the names
 they use on the view, so ``flask obo check`` finds such a view before any request does.
+
+``obo_caller``, ``acquirer_of``, ``resolve_api``, ``pool_for`` and ``app_tenant`` are the steps
+these functions share with flask-obo's other callers of downstream APIs (``long_running``);
+they are not exported from ``flask_obo``.
 """
 
 from __future__ import annotations
@@ -45,12 +49,17 @@ from .session import DownstreamSession
 __all__ = [
     "acquire_token_for_app",
     "acquire_token_for_user",
+    "acquirer_of",
+    "app_tenant",
     "check_downstream_names",
     "downstream_names",
     "get_app_session",
     "get_user_session",
+    "obo_caller",
+    "pool_for",
     "requires_downstream",
     "requires_downstream_for_app",
+    "resolve_api",
 ]
 
 log = logging.getLogger("flask_obo")
@@ -65,7 +74,7 @@ _NO_CREDENTIAL = ("this app has no credential, so it cannot call downstream APIs
                   "OBO_CLIENT_SECRET, OBO_CLIENT_CERTIFICATE or OBO_CLIENT_ASSERTION")
 
 
-# the steps the functions share (flask_obo.azure's credentials too; not public API) ---------
+# the public functions ----------------------------------------------------------------------
 def _misconfigured(state: OboState, message: str, detail: str = "", *,
                    reason: str) -> ServerMisconfigured:
     """The client's 500 (``message``), after one ERROR line per mistake (``message`` and
@@ -78,17 +87,17 @@ def _misconfigured(state: OboState, message: str, detail: str = "", *,
 
 
 def acquirer_of(state: OboState) -> TokenAcquirer:
-    """The app's acquirer, or a 500 (logged once) when the app has no credential."""
+    """The app's acquirer; a ``ServerMisconfigured`` 500 for an app with no credential."""
     acquirer: TokenAcquirer | None = state.acquirer
     if acquirer is None:
         raise _misconfigured(state, _NO_CREDENTIAL, reason="no_credential")
     return acquirer
 
 
-def resolve_api(state: OboState, scopes: Scopes, api: str | None) -> tuple[tuple[str, ...],
-                                                                     DownstreamApi | None]:
-    """The scopes to ask for (``scopes``, else ``api``'s) and ``api``'s configuration, if named;
-    a name the configuration lacks, or malformed scopes, are a 500 logged once."""
+def resolve_api(state: OboState, scopes: Scopes,
+                api: str | None) -> tuple[tuple[str, ...], DownstreamApi | None]:
+    """The scopes asked for (``scopes``, else ``api``'s) and ``api``'s configuration; a
+    ``ServerMisconfigured`` 500 for a name ``OBO_DOWNSTREAM_APIS`` lacks or invalid scopes."""
     spec: DownstreamApi | None = None
     if api is not None:
         spec = state.config.downstream_apis.get(api)
@@ -116,7 +125,7 @@ def _known_apis(state: OboState) -> str:
     return f" (it defines: {known}); add {{'scopes': [...], 'base_url': ...}} under that name"
 
 
-def caller_for_obo() -> TokenClaims:
+def obo_caller() -> TokenClaims:
     """The validated caller, who must be a user: OBO exchanges only delegated tokens."""
     caller = verify_token_in_request()
     assert caller is not None  # not optional: it raised MissingToken otherwise
@@ -130,22 +139,6 @@ def caller_for_obo() -> TokenClaims:
     return caller
 
 
-def pool_for(state: OboState, spec: DownstreamApi | None) -> requests.Session:
-    """The pooled HTTP session for ``spec``'s API (the default pool without one)."""
-    pools = state.pools
-    assert pools is not None  # built with the acquirer
-    return pools.by_api[spec.name] if spec is not None else pools.default
-
-
-def app_tenant(state: OboState, tenant: str | None) -> str | None:
-    """The tenant of an app token: ``tenant``, else for a multi-tenant API the caller's."""
-    if tenant is None and state.config.is_multi_tenant:
-        caller = verify_token_in_request(optional=True)
-        return caller.tid if caller is not None else None
-    return tenant
-
-
-# the public functions ----------------------------------------------------------------------
 def acquire_token_for_user(scopes: Scopes = None, *, api: str | None = None,
                            claims: str | None = None) -> AccessToken:
     """A downstream token for the caller of this request (validating the request first).
@@ -154,12 +147,12 @@ def acquire_token_for_user(scopes: Scopes = None, *, api: str | None = None,
     ``claims``: a claims challenge from the downstream API (bypasses the cache). Raises the
     errors of ``flask_obo.errors`` (401 with a claims challenge, 403 consent, 503, ...).
     """
-    caller = caller_for_obo()
+    caller = obo_caller()
     state = get_state()
     wanted, _ = resolve_api(state, scopes, api)
     return acquirer_of(state).on_behalf_of(get_assertion(), caller.token_hash, wanted,
-                                           tenant=caller.tid, claims=claims,
-                                           user=caller.oid or "")
+                                         tenant=caller.tid, claims=claims,
+                                         user=caller.oid or "", api=api)
 
 
 def acquire_token_for_app(scopes: Scopes = None, *, api: str | None = None,
@@ -170,7 +163,24 @@ def acquire_token_for_app(scopes: Scopes = None, *, api: str | None = None,
     """
     state = get_state()
     wanted, _ = resolve_api(state, scopes, api)
-    return acquirer_of(state).app_token(wanted, tenant=app_tenant(state, tenant), claims=claims)
+    return acquirer_of(state).app_token(wanted, tenant=app_tenant(state, tenant), claims=claims,
+                                        api=api)
+
+
+def pool_for(state: OboState, spec: DownstreamApi | None) -> requests.Session:
+    """The pooled ``requests`` session for ``spec``'s API (the default one without)."""
+    pools = state.pools
+    assert pools is not None  # built with the acquirer
+    return pools.by_api[spec.name] if spec is not None else pools.default
+
+
+def app_tenant(state: OboState, tenant: str | None) -> str | None:
+    """The tenant of an app token: ``tenant``, else for a multi-tenant API the validated
+    caller's (None: the configured one)."""
+    if tenant is None and state.config.is_multi_tenant:
+        caller = verify_token_in_request(optional=True)
+        return caller.tid if caller is not None else None
+    return tenant
 
 
 def get_user_session(api: str | None = None, scopes: Scopes = None) -> DownstreamSession:
@@ -185,12 +195,13 @@ def get_user_session(api: str | None = None, scopes: Scopes = None) -> Downstrea
     if spec is not None and spec.app_only:
         verify_token_in_request()  # as documented, even on a public view: fail closed
         return get_app_session(api, scopes)
-    caller = caller_for_obo()
+    caller = obo_caller()
     if spec is None:
         return DownstreamSession(acquirer, pool_for(state, None), wanted, base_url=None,
                                  timeout=state.config.downstream_timeout, caller=caller)
     return DownstreamSession(acquirer, pool_for(state, spec), wanted,
-                             base_url=spec.base_url, timeout=spec.timeout, caller=caller)
+                             base_url=spec.base_url, timeout=spec.timeout, caller=caller,
+                             api=api)
 
 
 def get_app_session(api: str | None = None, scopes: Scopes = None, *,
@@ -202,7 +213,7 @@ def get_app_session(api: str | None = None, scopes: Scopes = None, *,
     return DownstreamSession(acquirer, pool_for(state, spec), wanted,
                              base_url=spec.base_url if spec else None,
                              timeout=spec.timeout if spec else state.config.downstream_timeout,
-                             tenant=app_tenant(state, tenant))
+                             tenant=app_tenant(state, tenant), api=api)
 
 
 # the decorators ----------------------------------------------------------------------------

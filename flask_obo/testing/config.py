@@ -5,6 +5,7 @@
     {
       "tenant_id": "<GUID, optional>", "tenant_domain": "contoso.test",
       "token_lifetime": 3600, "obo_token_lifetime": null,
+      "refresh_token_lifetime": 7776000, "refresh_token_max_age": null,
       "tenants": [{"tenant_id": "<GUID>", "domain": "fabrikam.test", "name": "Fabrikam"}],
       "apps": [{"name": "middle-tier", "client_id": "<GUID, optional>", "secret": "s3cret",
                 "scopes": ["access_as_user"], "roles": [], "access_token_version": 2,
@@ -35,8 +36,8 @@ from .emulator import EntraEmulator
 
 __all__ = ["DEMO_CONFIG", "apply_config", "emulator_options"]
 
-_TOP = {"tenant_id", "tenant_domain", "token_lifetime", "obo_token_lifetime", "tenants", "apps",
-        "users", "consents"}
+_TOP = {"tenant_id", "tenant_domain", "token_lifetime", "obo_token_lifetime",
+        "refresh_token_lifetime", "refresh_token_max_age", "tenants", "apps", "users", "consents"}
 _APP = {"name", "client_id", "secret", "scopes", "roles", "access_token_version", "tenant",
         "app_id_uri", "multi_tenant", "pre_authorized", "certificate_file", "spa_redirect_uris",
         "web_redirect_uris", "public_client_redirect_uris"}
@@ -76,7 +77,8 @@ def _check_keys(kind: str, item: Mapping[str, Any], allowed: set[str]) -> None:
 def emulator_options(data: Mapping[str, Any]) -> dict[str, Any]:
     """The ``EntraEmulator(...)`` keyword arguments a config asks for."""
     _check_keys("top-level", data, _TOP)
-    names = ("tenant_id", "tenant_domain", "token_lifetime", "obo_token_lifetime")
+    names = ("tenant_id", "tenant_domain", "token_lifetime", "obo_token_lifetime",
+             "refresh_token_lifetime", "refresh_token_max_age")
     return {k: data[k] for k in names if data.get(k) is not None}
 
 

@@ -55,6 +55,11 @@ class EntraEmulator:
     :param port: the port to bind on 127.0.0.1 (0: any free port).
     :param token_lifetime: seconds an access token lives (settable later, per call too).
     :param obo_token_lifetime: seconds an OBO-issued token lives (default: ``token_lifetime``).
+    :param refresh_token_lifetime: seconds a refresh token may lie unused (each redemption
+        issues a new one); past it, ``invalid_grant`` AADSTS70008.
+    :param refresh_token_max_age: seconds after the user's sign-in (the assertion's ``iat``
+        for OBO) that a refresh token chain is redeemable, rotation or not; past it,
+        ``invalid_grant`` AADSTS700082. ``None`` (the default): no limit. Settable later.
     :param tenant_id: the default tenant's GUID (default: random).
     :param tenant_domain: the default tenant's verified domain; users ``x@<domain>`` land there.
     :param reject_assertion_reuse: refuse any second use of a client assertion ``jti``
@@ -70,6 +75,7 @@ class EntraEmulator:
         obo_token_lifetime: int | None = None,
         id_token_lifetime: int = 3600,
         refresh_token_lifetime: int = 90 * 24 * 3600,
+        refresh_token_max_age: float | None = None,
         tenant_id: str | None = None,
         tenant_domain: str = "contoso.test",
         reject_assertion_reuse: bool = False,
@@ -78,6 +84,7 @@ class EntraEmulator:
         self.obo_token_lifetime = obo_token_lifetime
         self.id_token_lifetime = id_token_lifetime
         self.refresh_token_lifetime = refresh_token_lifetime
+        self.refresh_token_max_age = refresh_token_max_age
         self._tmp = tempfile.TemporaryDirectory(prefix="entra-emulator-")
         self._tls = ServerTLS(self._tmp.name)
         self.directory = Directory(salt=secrets.token_bytes(16))
@@ -338,7 +345,7 @@ class EntraEmulator:
 
     def revoke_user_sessions(self, user: User) -> None:
         """Like ``revokeSignInSessions``: OBO with an assertion, or a refresh token, issued
-        before now fails with ``invalid_grant`` (AADSTS50173)."""
+        before now fails with ``invalid_grant`` (AADSTS50173), rotated refresh tokens too."""
         self.directory.revoke_sessions(user)
 
     @property

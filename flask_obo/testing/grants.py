@@ -51,6 +51,14 @@ def _iso(seconds: float) -> str:
     return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat()
 
 
+def _span(seconds: float) -> str:
+    """A duration as Entra writes it: ``d.hh:mm:ss``."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return f"{days}.{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
 def _consent_required(client: App, resource: App) -> EntraError:
     return EntraError(
         "invalid_grant", 65001,
@@ -329,6 +337,12 @@ class TokenEndpoint:
         ctx.record["user"] = user.username
         if user.sessions_revoked_at is not None and grant.auth_time < user.sessions_revoked_at:
             raise _revoked(grant.auth_time, user.sessions_revoked_at)
+        max_age = self.factory.lifetimes.refresh_token_max_age
+        if max_age is not None and time.time() - grant.auth_time > max_age:
+            raise EntraError(
+                "invalid_grant", 700082, f"The refresh token has expired due to inactivity. "
+                f"The token was issued on {_iso(grant.auth_time)} and was inactive for "
+                f"{_span(time.time() - grant.auth_time)}.")
         raw_scope = ctx.form.get("scope") or " ".join(
             [f"{grant.resource_identifier}/{s}" for s in grant.scopes] + ["offline_access"])
         scope = parse_scope(raw_scope, self.directory)

@@ -35,6 +35,7 @@ class Lifetimes(Protocol):
     obo_token_lifetime: int | None
     id_token_lifetime: int
     refresh_token_lifetime: int
+    refresh_token_max_age: float | None
 
 
 @dataclass(frozen=True)

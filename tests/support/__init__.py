@@ -8,7 +8,9 @@
   (``build_middle``, ``Middle``), shared by the in-process tests and gunicorn;
 - ``servers``: loopback servers of the security suites (an attacker's, an EC authority);
 - ``world``: the emulator suites' cast (``World``);
-- ``redis``: throwaway redis-servers, their keys and values, and leak searches in them.
+- ``redis``: throwaway redis-servers, their keys and values, and leak searches in them;
+- ``processes``: apps in processes of their own (gunicorn, a Celery worker) configured from
+  the environment, and stopping them.
 
 The downstream API stand-in, the loopback server and the Entra emulator are the product's own
 (``flask_obo.testing``): the suite uses what users get.
