@@ -36,6 +36,7 @@ from flask_obo.testing import EntraEmulator, LoopbackServer, fingerprint
 from flask_obo.testing.tls import ServerTLS
 
 from .checks import cae_challenge
+from .processes import stop_process
 
 __all__ = [
     "GRAPH_DEFAULT",
@@ -201,10 +202,5 @@ def start_azurite() -> Iterator[Azurite]:
                          if (m := re.search(r"(https://127\.0\.0\.1:\d+)", line)))
             yield Azurite(f"{match.group(1)}/{AZURITE_ACCOUNT}", tls.ca_bundle)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            stop_process(proc)
             reader.join(timeout=5)
