@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from flask_obo._http import build_session
+from flask_obo import build_session
 from flask_obo.testing import App, InteractiveSignIn, Page, User
 from flask_obo.testing.pytest_plugin import EntraTestHelper
 
