@@ -20,7 +20,8 @@ from flask_obo import TokenClaims, requires_roles
 
 def _claims_of(token: str) -> dict[str, Any]:
     segment = token.split(".")[1]
-    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    claims: dict[str, Any] = json.loads(raw)
     return claims
 
 
