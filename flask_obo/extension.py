@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -109,14 +110,33 @@ def _is_public(app: Flask, req: Request, state: OboState) -> bool:
 
 
 def _endpoint_is_public(app: Flask, req: Request, state: OboState, endpoint: str) -> bool:
-    if endpoint == "static" or endpoint.endswith(".static"):
+    view = app.view_functions.get(endpoint)
+    if _is_static_file_view(view):  # by what the view is: any view may be named "static"
         return True
     if endpoint in state.config.public_endpoints:
         return True
     if req.blueprint and set(req.blueprints) & state.public_blueprints:
         return True
-    view = app.view_functions.get(endpoint)
     return bool(getattr(view, _PUBLIC_ATTR, False))
+
+
+_STATIC_METHODS = (Flask.send_static_file, Blueprint.send_static_file)
+
+
+def _is_static_file_view(view: Any) -> bool:
+    """Flask's static-file views: a blueprint's (its bound ``send_static_file``), any route to
+    ``app.send_static_file``, and the app's own static route (a lambda in ``Flask.__init__``
+    that calls it, recognised by its code object)."""
+    if getattr(view, "__func__", None) in _STATIC_METHODS:
+        return True
+    code = getattr(view, "__code__", None)
+    return code is not None and code is _flask_static_route_code()
+
+
+@functools.cache
+def _flask_static_route_code() -> Any:
+    probe = Flask(__name__, static_folder="static")  # a throwaway app, for its static route
+    return probe.view_functions["static"].__code__
 
 
 def _guard() -> None:

@@ -1,0 +1,82 @@
+"""What the guard lets through without a token: Flask's own static-file views and the OPTIONS
+answers Flask generates itself, and nothing that merely looks like them.
+
+- A view whose endpoint is named ``static`` (or ``<blueprint>.static``) is the app's view like
+  any other: only the real static-file views serve without a token.
+- OPTIONS: a CORS preflight carries no credentials, so the automatic OPTIONS answer (which runs
+  no view) is not challenged; a view that implements OPTIONS itself runs only with a token.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Blueprint, Flask
+
+from flask_obo import FlaskOBO
+
+
+def _protected(entra: Any, api: Any, **flask_kwargs: Any) -> Flask:
+    app = Flask("guarded", **flask_kwargs)
+    app.config.update(TESTING=True, OBO_AUTHORITY=entra.authority(),
+                      OBO_CLIENT_ID=api.client_id, OBO_CA_BUNDLE=entra.ca_bundle)
+    FlaskOBO(app)
+    return app
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def static_dir(tmp_path: Path) -> Path:
+    (tmp_path / "hello.txt").write_text("static hello")
+    return tmp_path
+
+
+# -- static -------------------------------------------------------------------------------------
+
+def test_a_view_named_static_needs_a_token(entra: Any, api_registration: Any) -> None:
+    app = _protected(entra, api_registration, static_folder=None)
+    ran: list[str] = []
+
+    @app.get("/export")
+    def static() -> str:  # endpoint "static": a name, not Flask's static-file view
+        ran.append("static")
+        return "secret export"
+
+    response = app.test_client().get("/export")
+    assert response.status_code == 401 and ran == []
+
+
+def test_a_blueprint_view_named_static_needs_a_token(entra: Any, api_registration: Any) -> None:
+    app = _protected(entra, api_registration)
+    files = Blueprint("files", __name__)
+    ran: list[str] = []
+
+    @files.get("/report")
+    def static() -> str:  # endpoint "files.static"
+        ran.append("files.static")
+        return "secret report"
+
+    app.register_blueprint(files, url_prefix="/files")
+    response = app.test_client().get("/files/report")
+    assert response.status_code == 401 and ran == []
+
+
+def test_real_static_files_are_served_without_a_token(entra: Any, api_registration: Any,
+                                                      static_dir: Path) -> None:
+    app = _protected(entra, api_registration, static_folder=str(static_dir),
+                     static_url_path="/static")
+    assets = Blueprint("assets", __name__, static_folder=str(static_dir),
+                       static_url_path="/files")
+    app.register_blueprint(assets, url_prefix="/assets")
+    app.add_url_rule("/download/<path:filename>", "download", app.send_static_file)
+    client = app.test_client()
+    for path in ("/static/hello.txt", "/assets/files/hello.txt", "/download/hello.txt"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert response.get_data(as_text=True) == "static hello"
+        response.close()
