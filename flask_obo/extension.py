@@ -97,10 +97,15 @@ class FlaskOBO:
 
 
 def _is_public(app: Flask, req: Request, state: OboState) -> bool:
-    if req.method == "OPTIONS":  # CORS preflight never carries credentials
+    rule = req.url_rule
+    if rule is None:  # no route matched: challenge anyway, so 404s reveal nothing
+        return False
+    # A CORS preflight carries no credentials: Flask's own OPTIONS answer (which runs no view)
+    # needs none. A view that implements OPTIONS itself is guarded like any other method.
+    if req.method == "OPTIONS" and getattr(rule, "provide_automatic_options", False):
         return True
     endpoint = req.endpoint
-    if endpoint is None:  # no route matched: challenge anyway, so 404s reveal nothing
+    if endpoint is None:
         return False
     public = state.public_endpoint_cache.get(endpoint)
     if public is None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from flask import Blueprint, Flask
+from flask.views import MethodView
 
 from flask_obo import FlaskOBO
 
@@ -80,3 +81,61 @@ def test_real_static_files_are_served_without_a_token(entra: Any, api_registrati
         assert response.status_code == 200, path
         assert response.get_data(as_text=True) == "static hello"
         response.close()
+
+
+# -- OPTIONS ------------------------------------------------------------------------------------
+
+def test_flasks_automatic_options_answer_needs_no_token(entra: Any,
+                                                        api_registration: Any) -> None:
+    app = _protected(entra, api_registration)
+    ran: list[str] = []
+
+    @app.route("/items", methods=["GET", "POST"])
+    def items() -> str:
+        ran.append("items")
+        return "items"
+
+    response = app.test_client().options("/items")
+    assert response.status_code == 200
+    assert {"GET", "POST", "OPTIONS"} <= set(response.headers["Allow"].split(", "))
+    assert ran == []
+
+
+def test_a_view_that_implements_options_needs_a_token(entra: Any, api_registration: Any,
+                                                      user: Any) -> None:
+    app = _protected(entra, api_registration)
+    ran: list[str] = []
+
+    @app.route("/items", methods=["GET", "OPTIONS"])
+    def items() -> str:
+        ran.append("items")
+        return "items"
+
+    client = app.test_client()
+    assert client.options("/items").status_code == 401
+    assert ran == []
+    token = entra.issue_user_token(user, resource=api_registration)
+    assert client.options("/items", headers=_bearer(token)).status_code == 200
+    assert ran == ["items"]
+
+
+def test_a_method_view_with_options_needs_a_token(entra: Any, api_registration: Any) -> None:
+    app = _protected(entra, api_registration)
+    ran: list[str] = []
+
+    class Items(MethodView):
+        def get(self) -> str:
+            return "items"
+
+        def options(self) -> str:
+            ran.append("options")
+            return "allowed"
+
+    app.add_url_rule("/items", view_func=Items.as_view("items"))
+    response = app.test_client().options("/items")
+    assert response.status_code == 401 and ran == []
+
+
+def test_options_on_an_unknown_route_is_challenged(entra: Any, api_registration: Any) -> None:
+    app = _protected(entra, api_registration)
+    assert app.test_client().options("/nowhere").status_code == 401
