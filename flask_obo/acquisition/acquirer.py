@@ -30,6 +30,7 @@ from ..errors import (
     ConfigError,
     FlightTimeout,
     IdentityProviderUnavailable,
+    InsufficientScope,
     InvalidToken,
     OboError,
     UpstreamAuthError,
@@ -126,7 +127,8 @@ class TokenAcquirer:
         return self._acquire(key, fetch, wanted, claims, app_only=True)
 
     def tenant_for(self, tid: str | None) -> str:
-        """The tenant to ask: the configured one, or for a multi-tenant API the caller's."""
+        """The tenant to ask: the configured one, or for a multi-tenant API the caller's (or
+        the one given), which must be in ``OBO_ALLOWED_TENANTS`` (else a 403)."""
         if not self.config.is_multi_tenant:
             return self.config.tenant
         if tid is None:
@@ -134,7 +136,14 @@ class TokenAcquirer:
                              "tenant id to use (a token's tid).")
         if not is_guid(tid):
             raise InvalidToken(reason="tenant", description="The token's tenant id is invalid.")
-        return tid.lower()
+        tid = tid.lower()
+        allowed = self.config.allowed_tenants
+        if allowed is not None and tid not in allowed:
+            # A caller's own tid was checked by the validator; a tenant given by the app (maybe
+            # from request input) must not make this API act in a tenant it does not serve.
+            raise InsufficientScope("This API does not act in that tenant.",
+                                    reason="tenant_not_allowed")
+        return tid
 
     def scope_tuple(self, scopes: Iterable[str]) -> tuple[str, ...]:
         """Scopes as a sorted tuple without duplicates (memoized for the tuples config holds)."""

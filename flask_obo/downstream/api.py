@@ -104,7 +104,8 @@ def acquire_token_for_app(scopes: Scopes = None, *, api: str | None = None,
                           tenant: str | None = None, claims: str | None = None) -> AccessToken:
     """An app-only token (client credentials) for the resource of ``scopes`` or ``api``.
 
-    For a multi-tenant API the tenant is ``tenant``, else the validated caller's.
+    For a multi-tenant API the tenant is ``tenant``, else the validated caller's; one that
+    ``OBO_ALLOWED_TENANTS`` does not allow is refused (``InsufficientScope``, 403).
     """
     state = get_state()
     wanted, _ = _resolve(state, scopes, api)
@@ -150,10 +151,13 @@ def get_app_session(api: str | None = None, scopes: Scopes = None, *,
     state = get_state()
     acquirer = _acquirer(state)
     wanted, spec = _resolve(state, scopes, api)
+    tenant = _app_tenant(state, tenant)
+    if tenant is not None:
+        acquirer.tenant_for(tenant)  # refuse a tenant OBO_ALLOWED_TENANTS does not allow now
     return DownstreamSession(acquirer, _pool(state, spec), wanted,
                              base_url=spec.base_url if spec else None,
                              timeout=spec.timeout if spec else state.config.downstream_timeout,
-                             tenant=_app_tenant(state, tenant))
+                             tenant=tenant)
 
 
 # the decorators ----------------------------------------------------------------------------
