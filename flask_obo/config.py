@@ -150,8 +150,8 @@ class OboConfig:
         if certificate is not None and not isinstance(certificate, Mapping):
             raise ConfigError(
                 "OBO_CLIENT_CERTIFICATE must be a dict: {'private_key': <path or PEM>, "
-                "'certificate': <path or PEM>} or {'pfx': <path>, 'password': ...}, "
-                "optionally with 'send_x5c': True."
+                "'certificate': <path or PEM>} or {'pfx': <path, bytes or base64 text>, "
+                "'password': ...}, optionally with 'send_x5c': True."
             )
         assertion = get.raw("OBO_CLIENT_ASSERTION")
         if assertion is not None and not (callable(assertion) or isinstance(assertion, str)):
@@ -322,7 +322,9 @@ def _downstream_apis(value: Any, timeout: float, retries: int) -> dict[str, Down
         base_url = spec.get("base_url")
         if base_url is not None and (not isinstance(base_url, str)
                                      or urlsplit(base_url).scheme not in ("https", "http")):
-            raise ConfigError(f"{where}['base_url'] must be an http(s) URL, not {base_url!r}.")
+            # Not quoted: a URL may carry credentials (user:password@, a key in the query).
+            raise ConfigError(f"{where}['base_url'] must be an http(s) URL such as "
+                              "'https://graph.microsoft.com/v1.0/'.")
         api_timeout = _number(f"{where}['timeout']", spec.get("timeout", timeout), minimum=0.1)
         api_retries = int(_number(f"{where}['retries']", spec.get("retries", retries), minimum=0,
                                   maximum=10, integer=True))
