@@ -7,8 +7,10 @@ token is acquired on first need, from the cache when possible.
 
 A downstream 401 carrying a claims challenge (continuous access evaluation,
 ``error="insufficient_claims"``) gets one fresh token for that challenge and one retry; if
-refused again, the challenge goes back to the client as a ``ClaimsChallenge``. A downstream
-API that does not answer, or whose answer cannot be read, is a 502/504, never a 500.
+refused again, the challenge goes back to the client as a ``ClaimsChallenge``. The header is
+read in one linear pass and only up to 8 KiB, the claims only up to a sane nesting depth: what
+does not read as a challenge reaches the view as the 401 it is. A downstream API that does not
+answer, or whose answer cannot be read, is a 502/504, never a 500.
 """
 
 from __future__ import annotations
@@ -44,7 +46,14 @@ log = logging.getLogger("flask_obo.downstream")
 _UNREADABLE_ANSWER = (requests.exceptions.ChunkedEncodingError,
                       requests.exceptions.ContentDecodingError,
                       requests.exceptions.TooManyRedirects, requests.exceptions.RetryError)
-_CHALLENGE_PARAM = re.compile(r'([A-Za-z_][\w-]*)\s*=\s*"([^"]*)"')
+# A parameter name only where a name starts (the look-behind): without it, every position
+# inside a long run of name characters would start a match that scans to the run's end, and a
+# hostile header would cost time quadratic in its length, with the GIL held.
+_CHALLENGE_PARAM = re.compile(r'(?<![\w-])([A-Za-z_][\w-]*)\s*=\s*"([^"]*)"')
+# Longer WWW-Authenticate headers are not read as challenges (Entra's are a few hundred bytes).
+_MAX_CHALLENGE_BYTES = 8192
+# Claims nested deeper than this are not a claims request (Entra's go 3 or 4 deep).
+_MAX_CLAIMS_DEPTH = 16
 
 
 # pools -------------------------------------------------------------------------------------
@@ -251,8 +260,8 @@ def _claims_challenge(response: requests.Response) -> str | None:
     if response.status_code != 401:
         return None
     header = response.headers.get("WWW-Authenticate", "")
-    if "insufficient_claims" not in header:
-        return None
+    if len(header) > _MAX_CHALLENGE_BYTES or "insufficient_claims" not in header:
+        return None  # a header this long is no challenge of Entra's: the view gets the 401
     params = {k.lower(): v for k, v in _CHALLENGE_PARAM.findall(header)}
     encoded = params.get("claims")
     if params.get("error") != "insufficient_claims" or not encoded:
@@ -260,11 +269,34 @@ def _claims_challenge(response: requests.Response) -> str | None:
     try:
         raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_")
         claims = raw.decode()
-        if not isinstance(json.loads(claims), dict):
+        if _nesting(claims) > _MAX_CLAIMS_DEPTH or not isinstance(json.loads(claims), dict):
             return None
     except (binascii.Error, ValueError, UnicodeDecodeError):
         return None
     return claims
+
+
+def _nesting(text: str) -> int:
+    """How deep the arrays and objects of a JSON text nest (brackets in strings not counted):
+    checked before parsing, so deep nesting is refused rather than a RecursionError."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _replayable(kwargs: dict[str, Any]) -> bool:
