@@ -2,7 +2,10 @@
 
 Concurrent cache misses for one user and scope set would otherwise each go to the identity
 provider. The leader runs the call; followers block on an event (bounded by ``timeout``) and
-receive the same result or the same error. Background refreshes join the same flights, so a
+receive the same result, or an error of their own: a fresh exception of the leader's type with
+the same public fields, never the leader's object, whose traceback holds the leader's frames
+(and in their locals the leader's bearer token), which an error reporter recording locals
+would ship in another request's report. Background refreshes join the same flights, so a
 request that misses while a refresh-ahead is in progress waits for it instead of duplicating it.
 """
 
@@ -17,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 from ._fork import reset_after_fork
-from .errors import FlightTimeout
+from .errors import FlaskOBOError, FlightTimeout
 
 __all__ = ["SingleFlight"]
 
@@ -68,7 +71,7 @@ class SingleFlight(Generic[T]):
         if not flight.done.wait(timeout):
             raise FlightTimeout(key)
         if flight.error is not None:
-            raise flight.error
+            raise _fresh(flight.error) from None
         return flight.result, False  # type: ignore[return-value]
 
     def _lead(self, key: str, flight: _Flight[T], call: Callable[[], T]) -> T:
@@ -76,7 +79,7 @@ class SingleFlight(Generic[T]):
             flight.result = call()
             return flight.result
         except BaseException as exc:
-            flight.error = exc
+            flight.error = _fresh(exc)  # a template without the leader's traceback
             raise
         finally:
             with self._lock:
@@ -123,3 +126,16 @@ class SingleFlight(Generic[T]):
         if executor is not None and self._executor_pid == os.getpid():
             executor.shutdown(wait=True)
 
+
+def _fresh(error: BaseException) -> BaseException:
+    """A new exception of ``error``'s type with its arguments and attributes (containers
+    copied, so no caller's changes reach another's), and no traceback, cause or context."""
+    cls = type(error)
+    try:
+        fresh = cls.__new__(cls, *error.args)
+        fresh.args = error.args
+        for name, value in vars(error).items():
+            setattr(fresh, name, value.copy() if isinstance(value, (dict, list, set)) else value)
+    except Exception:  # a type that cannot be built this way: say what failed, no more
+        return FlaskOBOError(f"the call this request waited for failed with {cls.__name__}")
+    return fresh
