@@ -5,8 +5,10 @@
 - A Redis backend is reached through ``RedisEntryStore`` (raw bytes on the primary) and gets a
   cross-process lock per key (``RedisLocks``), so N processes make one identity-provider call
   per key between them.
-- A shared backend (Redis, memcached, a shared directory) always encrypts its entries: with the
-  configured keys, or with one derived from the app's credential (``_keys``).
+- Every backend not known to live in this process is taken for shared and encrypts its entries:
+  with the configured keys, or with one derived from the app's credential (``_keys``). Only
+  Flask-Caching's and cachelib's own ``SimpleCache`` are known to; a subclass, a wrapper or a
+  backend of the app's own may keep its entries anywhere, whatever it is called.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from cachelib.simple import SimpleCache as CachelibSimpleCache
 from flask_caching import Cache
 from flask_caching.backends.simplecache import SimpleCache
 
@@ -33,28 +36,26 @@ if TYPE_CHECKING:
     from ..acquisition.credentials import ClientCredential
     from ..state import OboState
 
-__all__ = ["SHARED_BACKENDS", "build_token_cache", "check_token_cache"]
+__all__ = ["build_token_cache", "check_token_cache"]
 
-#: Backends that several processes share: entries there are readable by other hosts.
-SHARED_BACKENDS = frozenset({
-    "RedisCache", "RedisSentinelCache", "RedisClusterCache", "MemcachedCache",
-    "SASLMemcachedCache", "SpreadSASLMemcachedCache", "FileSystemCache", "UWSGICache",
-})
+#: The backends known to keep entries in this process's memory, by exact type.
+_IN_PROCESS = frozenset({SimpleCache, CachelibSimpleCache})
 
 
 def build_token_cache(app: Flask, config: OboConfig, cache: Any | None,
                       credential: ClientCredential | None = None, *,
                       clock: Callable[[], float] | None = None) -> OboTokenCache:
     """The app's token cache: over ``cache`` (a flask_caching.Cache or a backend), else a
-    backend built from ``OBO_CACHE``, else an in-process ``SimpleCache``. A shared backend
-    encrypts (a key derived from ``credential`` unless keys are configured); Redis also locks."""
+    backend built from ``OBO_CACHE``, else an in-process ``SimpleCache``. A backend not known to
+    be in-process encrypts (a key derived from ``credential`` unless keys are configured); Redis
+    also locks."""
     backend = _resolve_backend(app, config, cache)
     name = type(backend).__name__
     lock_factory = None
     if is_redis_backend(backend):
         backend = RedisEntryStore(backend)
         lock_factory = RedisLocks(backend, ttl=config.cache_lock_timeout)
-    shared = getattr(backend, "shared", False) is True or name in SHARED_BACKENDS
+    shared = type(backend) not in _IN_PROCESS
     return OboTokenCache(
         backend,
         encryption_keys=encryption_keys_for(config, credential, name, shared),
