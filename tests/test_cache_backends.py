@@ -4,6 +4,10 @@
   cachelib's own ``SimpleCache`` are. A subclass, a wrapper, a company backend or anything
   else handed to ``FlaskOBO(cache=...)`` may be shared with other processes and hosts, so its
   entries are sealed (AES-GCM), whatever it is called.
+- Never a backend that unpickles what it reads (memcached, a cache directory, uWSGI's cache,
+  cachelib's DynamoDB and MongoDB caches): whoever can write to such a store would run code
+  in the API before flask-obo sees the bytes, and encryption cannot help. They are refused at
+  init_app, with what to use instead (Redis stores raw bytes).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cachelib import DynamoDbCache, MongoDbCache
 from cachelib.simple import SimpleCache as CachelibSimpleCache
 from flask import Flask
 from flask_caching import Cache
@@ -113,3 +118,45 @@ def test_an_in_process_simple_cache_keeps_plain_entries(entra: Any, make: Any) -
     cache, raw = _stored(app)
     assert not cache.shared and not cache.codec.encrypts
     assert raw[:1] == b"\x00"
+
+
+@pytest.mark.parametrize("cache_type", [
+    "MemcachedCache", "SASLMemcachedCache", "SpreadSASLMemcachedCache", "FileSystemCache",
+    "flask_caching.backends.filesystemcache.FileSystemCache",
+])
+def test_obo_cache_on_an_unpickling_backend_is_refused(entra: Any, tmp_path: Path,
+                                                       cache_type: str) -> None:
+    directory = tmp_path / "shared-cache-dir"
+    app = _app(entra, OBO_CACHE={"CACHE_TYPE": cache_type, "CACHE_DIR": str(directory),
+                                 "CACHE_MEMCACHED_SERVERS": ["127.0.0.1:11211"]})
+    with pytest.raises(ConfigError) as raised:
+        FlaskOBO(app)
+    message = str(raised.value)
+    assert "unpickles" in message and "RedisCache" in message
+    assert not directory.exists()  # refused before anything was built
+    assert "obo" not in app.extensions
+
+
+class PlantedDynamoDbCache(DynamoDbCache):  # no AWS here: only its kind matters
+    def __init__(self) -> None:
+        pass
+
+
+class PlantedMongoDbCache(MongoDbCache):
+    def __init__(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("make", [
+    lambda app, d: Cache(app, config={"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": str(d)}),
+    lambda app, d: Cache(app, config={"CACHE_TYPE": "FileSystemCache",
+                                      "CACHE_DIR": str(d)}).cache,
+    lambda app, d: PlantedDynamoDbCache(),
+    lambda app, d: PlantedMongoDbCache(),
+], ids=["apps-filesystem-cache", "filesystem-backend", "dynamodb", "mongodb"])
+def test_an_unpickling_backend_handed_in_is_refused(entra: Any, tmp_path: Path,
+                                                    make: Any) -> None:
+    app = _app(entra)
+    backend = make(app, tmp_path)
+    with pytest.raises(ConfigError, match="unpickles"):
+        FlaskOBO(app, cache=backend)

@@ -9,6 +9,10 @@
   with the configured keys, or with one derived from the app's credential (``_keys``). Only
   Flask-Caching's and cachelib's own ``SimpleCache`` are known to; a subclass, a wrapper or a
   backend of the app's own may keep its entries anywhere, whatever it is called.
+- Never a backend that unpickles what it reads before flask-obo sees the bytes (memcached, a
+  cache directory, uWSGI's cache, cachelib's DynamoDB, MongoDB and Valkey caches): whoever can
+  write to the store would run code in the API, and encryption cannot help. init_app refuses
+  them, before building one from ``OBO_CACHE``.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import cachelib
 from cachelib.simple import SimpleCache as CachelibSimpleCache
 from flask_caching import Cache
 from flask_caching.backends.simplecache import SimpleCache
+from werkzeug.utils import import_string
 
 from ..checks import CheckResult
 from ..config import OboConfig
@@ -40,6 +46,12 @@ __all__ = ["build_token_cache", "check_token_cache"]
 
 #: The backends known to keep entries in this process's memory, by exact type.
 _IN_PROCESS = frozenset({SimpleCache, CachelibSimpleCache})
+#: Backends that unpickle what they read (memcached clients unpickle by the flags the writer
+#: chose; the others through cachelib's pickle serializers), their subclasses included.
+_UNPICKLING: tuple[type, ...] = tuple(
+    kind for kind in (getattr(cachelib, name, None) for name in (
+        "MemcachedCache", "FileSystemCache", "UWSGICache", "DynamoDbCache", "MongoDbCache",
+        "ValkeyCache")) if isinstance(kind, type))
 
 
 def build_token_cache(app: Flask, config: OboConfig, cache: Any | None,
@@ -51,6 +63,8 @@ def build_token_cache(app: Flask, config: OboConfig, cache: Any | None,
     also locks."""
     backend = _resolve_backend(app, config, cache)
     name = type(backend).__name__
+    if isinstance(backend, _UNPICKLING):
+        raise _unpickling(name)
     lock_factory = None
     if is_redis_backend(backend):
         backend = RedisEntryStore(backend)
@@ -95,6 +109,9 @@ def _resolve_backend(app: Flask, config: OboConfig, cache: Any | None) -> Any:
             raise ConfigError("OBO_CACHE with CACHE_TYPE NullCache would make every request "
                               "call the identity provider: leave OBO_CACHE unset for the "
                               "in-process cache, or name a real backend.")
+        kind = _named_backend(str(settings["CACHE_TYPE"]))
+        if kind is not None and issubclass(kind, _UNPICKLING):
+            raise _unpickling(kind.__name__)  # before it is built (and connects, or mkdirs)
         private = Cache(with_jinja2_ext=False, config=settings)
         try:
             private.init_app(app, settings)
@@ -112,6 +129,27 @@ def _resolve_backend(app: Flask, config: OboConfig, cache: Any | None) -> Any:
             ) from None
         return app.extensions["cache"][private]
     return SimpleCache(threshold=max(config.cache_local_size * 4, 10_000), default_timeout=300)
+
+
+def _named_backend(cache_type: str) -> type | None:
+    """The class ``CACHE_TYPE`` names, found as Flask-Caching finds it; None if it names none."""
+    path = cache_type if "." in cache_type else f"flask_caching.backends.{cache_type}"
+    try:
+        found = import_string(path)
+    except ImportError:
+        return None  # Flask-Caching's own attempt says what is wrong
+    return found if isinstance(found, type) else None
+
+
+def _unpickling(name: str) -> ConfigError:
+    return ConfigError(
+        f"The token cache cannot be on {name}: it unpickles what it reads, so whoever can write "
+        "to that store (memcached rarely asks for a password; a cache directory is as open as "
+        "its permissions) could run code in this API. Use Redis, where flask-obo stores raw "
+        "bytes: OBO_CACHE={'CACHE_TYPE': 'RedisCache', 'CACHE_REDIS_URL': "
+        "'redis://host:6379/0'}, or hand FlaskOBO(cache=...) a Cache on RedisCache; or leave "
+        "OBO_CACHE unset for the in-process cache."
+    )
 
 
 def check_token_cache(state: OboState) -> Iterator[CheckResult]:
