@@ -9,8 +9,9 @@ Usage::
     emu.faults.inject("token", "malformed")                          # 200 with a body of garbage
     emu.faults.clear()
 
-Endpoints: ``"token"``, ``"discovery"`` (v1 and v2 OpenID configuration), ``"jwks"`` (both key
-sets), ``"userrealm"``, ``"authorize"``, or ``"*"`` for any of them. Faults queue up per
+Endpoints: ``"token"``, ``"discovery"`` (v1 and v2 OpenID configuration, or one of them:
+``"discovery_v1"``, ``"discovery_v2"``), ``"jwks"`` (both key sets), ``"userrealm"``,
+``"authorize"``, or ``"*"`` for any of them. Faults queue up per
 endpoint and are used first-in, first-out; ``count`` repeats one fault. A ``"delay"`` fault
 delays the call and then answers it normally.
 """
@@ -23,7 +24,8 @@ from dataclasses import dataclass
 
 __all__ = ["ENDPOINTS", "KINDS", "Fault", "FaultInjector"]
 
-ENDPOINTS = frozenset({"token", "discovery", "jwks", "userrealm", "authorize", "userinfo", "*"})
+ENDPOINTS = frozenset({"token", "discovery", "discovery_v1", "discovery_v2", "jwks", "userrealm",
+                       "authorize", "userinfo", "*"})
 KINDS = frozenset({"status", "delay", "drop", "malformed"})
 
 
@@ -78,10 +80,13 @@ class FaultInjector:
         with self._lock:
             self._queues.setdefault(endpoint, deque()).extend([fault] * count)
 
-    def take(self, endpoint: str) -> Fault | None:
-        """The next fault for a call of ``endpoint`` (specific faults before ``"*"``)."""
+    def take(self, endpoint: str, name: str | None = None) -> Fault | None:
+        """The next fault for a call of ``endpoint`` (more specific targets first: ``name``, the
+        endpoint's own name such as ``"discovery_v1"``, then ``endpoint``, then ``"*"``)."""
         with self._lock:
-            for key in (endpoint, "*"):
+            for key in (name, endpoint, "*"):
+                if key is None:
+                    continue
                 queue = self._queues.get(key)
                 if queue:
                     fault = queue.popleft()
