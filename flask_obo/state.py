@@ -40,6 +40,8 @@ class OboState:
     public_blueprints: set[str] = field(default_factory=set)
     #: endpoint -> public? Decided once per endpoint: views cannot change after the first request.
     public_endpoint_cache: dict[str, bool] = field(default_factory=dict)
+    #: (api, scopes) -> where a downstream session goes (``downstream.api``), resolved once
+    downstream_targets: dict[object, object] = field(default_factory=dict)
 
     def close(self) -> None:
         """Wait for background token refreshes, then release their threads and the pools
@@ -52,7 +54,8 @@ class OboState:
 
 def get_state(app: Flask | None = None) -> OboState:
     """The app's flask-obo state; a clear RuntimeError where FlaskOBO was never initialised."""
-    app = app or current_app
+    if app is None:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]  # once, not per use
     try:
         state: OboState = app.extensions["obo"]
     except KeyError:

@@ -11,6 +11,7 @@ most recently built): the configured tenant, or for a multi-tenant API the calle
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
@@ -95,6 +96,11 @@ class TokenAcquirer:
         self._instance_discovery = None if host in WELL_KNOWN_AUTHORITY_HOSTS else False
         self._sender = weakref.ref(sender) if sender is not None else (lambda: None)
         self._scope_memo: dict[Any, tuple[str, ...]] = {}
+        # Read on every request: looked up once here (is_multi_tenant is a computed property).
+        self._client_id = config.client_id
+        self._single_tenant = None if config.is_multi_tenant else config.tenant
+        # (assertion hash, scopes, tenant) -> cache key: what a repeated caller asks for again.
+        self._obo_keys = functools.lru_cache(maxsize=max(1024, cache.local.size))(self._obo_key)
 
     # public --------------------------------------------------------------------------------
     def on_behalf_of(self, assertion: str, assertion_hash: str, scopes: Iterable[str], *,
@@ -105,21 +111,37 @@ class TokenAcquirer:
         ``assertion_hash`` (hex SHA-256 of the assertion) keys the cache; with ``claims`` (a
         claims challenge) the cache is bypassed and the fresh token replaces the cached one.
         """
+        cache = self.cache
+        if claims is None:  # the hit path first: one lookup for the key, one for the token
+            try:
+                key = self._obo_keys(assertion_hash, scopes, tenant)  # type: ignore[arg-type]
+            except TypeError:  # scopes that are not hashable (a list): the path below
+                pass
+            else:
+                token = cache.get(key)
+                if token is not None and token.refresh_on > cache.clock():
+                    if downstream_token_acquired.receivers:
+                        self._signal_acquired(token.scopes, "cache", False)
+                    return token
         wanted = self.scope_tuple(scopes)
         tid = self.tenant_for(tenant)
-        key = self.cache.key("obo", self.config.client_id, tid, assertion_hash, wanted)
+        key = cache.key("obo", self._client_id, tid, assertion_hash, wanted)
 
         def fetch() -> AccessToken:
             return self._obo(tid, assertion, wanted, claims, user)
 
         return self._acquire(key, fetch, wanted, claims, app_only=False)
 
+    def _obo_key(self, assertion_hash: str, scopes: Iterable[str], tenant: str | None) -> str:
+        return self.cache.key("obo", self._client_id, self.tenant_for(tenant), assertion_hash,
+                              self.scope_tuple(scopes))
+
     def app_token(self, scopes: Iterable[str], *, tenant: str | None = None,
                   claims: str | None = None) -> AccessToken:
         """An app-only token (client credentials) for the resource of ``scopes``."""
         wanted = app_scopes(self.scope_tuple(scopes))
         tid = self.tenant_for(tenant)
-        key = self.cache.key("app", self.config.client_id, tid, "", wanted)
+        key = self.cache.key("app", self._client_id, tid, "", wanted)
 
         def fetch() -> AccessToken:
             return self._client_credentials(tid, wanted, claims)
@@ -129,8 +151,8 @@ class TokenAcquirer:
     def tenant_for(self, tid: str | None) -> str:
         """The tenant to ask: the configured one, or for a multi-tenant API the caller's (or
         the one given), which must be in ``OBO_ALLOWED_TENANTS`` (else a 403)."""
-        if not self.config.is_multi_tenant:
-            return self.config.tenant
+        if self._single_tenant is not None:
+            return self._single_tenant
         if tid is None:
             raise ValueError(f"OBO_AUTHORITY is multi-tenant ('{self.config.tenant}'): pass the "
                              "tenant id to use (a token's tid).")

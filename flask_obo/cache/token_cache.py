@@ -17,6 +17,7 @@ inside the refresh-ahead window are renewed in the background while the current 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import threading
@@ -112,6 +113,8 @@ class OboTokenCache:
         self.refresh_ahead = refresh_ahead
         self.wait_timeout = wait_timeout
         self.local = _Local(local_size)
+        self._keys = functools.lru_cache(maxsize=max(1024, local_size))(
+            functools.partial(cache_key, prefix))
         self.flights: SingleFlight[AccessToken] = SingleFlight()
         # Cross-process mutual exclusion around a fill (Redis locks); in-process: none needed.
         self._lock_factory = lock_factory or (lambda key: contextlib.nullcontext())
@@ -120,7 +123,10 @@ class OboTokenCache:
 
     def key(self, kind: str, client_id: str, tenant: str, subject: str,
             scopes: Iterable[str]) -> str:
-        return cache_key(self.prefix, kind, client_id, tenant, subject, scopes)
+        """``cache_key`` with this cache's prefix, remembered for recent arguments: the same
+        caller's token asks for the same key on every request (a hash of hashes, no secret)."""
+        return self._keys(kind, client_id, tenant, subject,
+                          scopes if isinstance(scopes, tuple) else tuple(scopes))
 
     # reads ---------------------------------------------------------------------------------
     def get(self, key: str) -> AccessToken | None:

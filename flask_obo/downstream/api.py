@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
-from flask import current_app
 
+from .._views import runner as _runner
 from ..acquisition import TokenAcquirer
 from ..cache import AccessToken
 from ..config import DownstreamApi
-from ..context import get_assertion, verify_token_in_request
+from ..context import verified_caller, verify_token_in_request
 from ..errors import InsufficientScope
 from ..state import OboState, get_state
 from ..validation import TokenClaims
@@ -74,14 +75,11 @@ def _resolve(state: OboState, scopes: Scopes, api: str | None) -> tuple[tuple[st
     return tuple(scopes.split()) if isinstance(scopes, str) else tuple(scopes), spec
 
 
-def _user_caller() -> TokenClaims:
-    """The validated caller, who must be a user: OBO exchanges only delegated tokens."""
-    caller = verify_token_in_request()
-    assert caller is not None  # not optional: it raised MissingToken otherwise
+def _must_be_user(caller: TokenClaims) -> None:
+    """OBO exchanges only delegated tokens: an app-only caller gets a 403."""
     if caller.is_app_only:
         raise InsufficientScope("This operation acts on behalf of a user: an app-only token "
                                 "cannot be used.", reason="user_token_required")
-    return caller
 
 
 def acquire_token_for_user(scopes: Scopes = None, *, api: str | None = None,
@@ -92,12 +90,12 @@ def acquire_token_for_user(scopes: Scopes = None, *, api: str | None = None,
     ``claims``: a claims challenge from the downstream API (bypasses the cache). Raises the
     errors of ``flask_obo.errors`` (401 with a claims challenge, 403 consent, 503, ...).
     """
-    caller = _user_caller()
-    state = get_state()
-    wanted, _ = _resolve(state, scopes, api)
-    return _acquirer(state).on_behalf_of(get_assertion(), caller.token_hash, wanted,
-                                         tenant=caller.tid, claims=claims,
-                                         user=caller.oid or "")
+    caller, assertion, state = verified_caller()
+    _must_be_user(caller)
+    target = _target(state, scopes, api)
+    return target.acquirer.on_behalf_of(assertion, caller.token_hash, target.scopes,
+                                        tenant=caller.tid, claims=claims,
+                                        user=caller.oid or "")
 
 
 def acquire_token_for_app(scopes: Scopes = None, *, api: str | None = None,
@@ -118,6 +116,41 @@ def _pool(state: OboState, spec: DownstreamApi | None) -> requests.Session:
     return pools.by_api[spec.name] if spec is not None else pools.default
 
 
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where a session for (api, scopes) goes: resolved once per app, then read from a dict."""
+
+    acquirer: TokenAcquirer
+    pool: requests.Session
+    scopes: tuple[str, ...]
+    base_url: str | None
+    timeout: float
+    app_only: bool
+
+
+_MAX_TARGETS = 256  # (api, scopes) pairs come from code; scopes built per request are not kept
+
+
+def _target(state: OboState, scopes: Scopes, api: str | None) -> _Target:
+    memo = state.downstream_targets
+    key = (api, scopes) if scopes is None or isinstance(scopes, (str, tuple)) else None
+    try:
+        found = memo.get(key) if key is not None else None
+    except TypeError:  # a tuple holding something unhashable: resolved (and refused) below
+        key = found = None
+    if isinstance(found, _Target):
+        return found
+    acquirer = _acquirer(state)
+    wanted, spec = _resolve(state, scopes, api)
+    target = _Target(acquirer, _pool(state, spec), wanted,
+                     spec.base_url if spec is not None else None,
+                     spec.timeout if spec is not None else state.config.downstream_timeout,
+                     spec is not None and spec.app_only)
+    if key is not None and len(memo) < _MAX_TARGETS:
+        memo[key] = target
+    return target
+
+
 def _app_tenant(state: OboState, tenant: str | None) -> str | None:
     if tenant is None and state.config.is_multi_tenant:
         caller = verify_token_in_request(optional=True)
@@ -131,33 +164,25 @@ def get_user_session(api: str | None = None, scopes: Scopes = None) -> Downstrea
     Validates the request first. An API configured with ``app_only: True`` gets the app's own
     token instead. The token is acquired when the session is first used.
     """
-    state = get_state()
-    acquirer = _acquirer(state)
-    wanted, spec = _resolve(state, scopes, api)
-    if spec is not None and spec.app_only:
-        verify_token_in_request()  # as documented, even on a public view: fail closed
+    caller, assertion, state = verified_caller()  # as documented, even for app_only APIs
+    target = _target(state, scopes, api)
+    if target.app_only:
         return get_app_session(api, scopes)
-    caller = _user_caller()
-    if spec is None:
-        return DownstreamSession(acquirer, _pool(state, None), wanted, base_url=None,
-                                 timeout=state.config.downstream_timeout, caller=caller)
-    return DownstreamSession(acquirer, _pool(state, spec), wanted,
-                             base_url=spec.base_url, timeout=spec.timeout, caller=caller)
+    _must_be_user(caller)
+    return DownstreamSession._for_caller(target.acquirer, target.pool, target.scopes,
+                                         target.base_url, target.timeout, caller, assertion)
 
 
 def get_app_session(api: str | None = None, scopes: Scopes = None, *,
                     tenant: str | None = None) -> DownstreamSession:
     """A session that calls ``api`` with the app's own token (client credentials)."""
     state = get_state()
-    acquirer = _acquirer(state)
-    wanted, spec = _resolve(state, scopes, api)
+    target = _target(state, scopes, api)
     tenant = _app_tenant(state, tenant)
     if tenant is not None:
-        acquirer.tenant_for(tenant)  # refuse a tenant OBO_ALLOWED_TENANTS does not allow now
-    return DownstreamSession(acquirer, _pool(state, spec), wanted,
-                             base_url=spec.base_url if spec else None,
-                             timeout=spec.timeout if spec else state.config.downstream_timeout,
-                             tenant=tenant)
+        target.acquirer.tenant_for(tenant)  # refuse a tenant OBO_ALLOWED_TENANTS does not allow
+    return DownstreamSession(target.acquirer, target.pool, target.scopes,
+                             base_url=target.base_url, timeout=target.timeout, tenant=tenant)
 
 
 # the decorators ----------------------------------------------------------------------------
@@ -171,10 +196,12 @@ def requires_downstream(scopes: Scopes = None, *, api: str | None = None,
     _check_args("requires_downstream", scopes, api)
 
     def decorator(view: F) -> F:
+        run = _runner(view)
+
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             kwargs[arg] = get_user_session(api, scopes)  # validates the request first
-            return current_app.ensure_sync(view)(*args, **kwargs)
+            return run(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 
@@ -191,10 +218,12 @@ def requires_downstream_for_app(scopes: Scopes = None, *, api: str | None = None
     _check_args("requires_downstream_for_app", scopes, api)
 
     def decorator(view: F) -> F:
+        run = _runner(view)
+
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             kwargs[arg] = get_app_session(api, scopes)
-            return current_app.ensure_sync(view)(*args, **kwargs)
+            return run(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 

@@ -131,6 +131,19 @@ class DownstreamSession:
         self._assertion = assertion
         self._token: AccessToken | None = None
 
+    @classmethod
+    def _for_caller(cls, acquirer: TokenAcquirer, pool: requests.Session,
+                    scopes: tuple[str, ...], base_url: str | None, timeout: float,
+                    caller: TokenClaims, assertion: str) -> DownstreamSession:
+        """A session for ``caller``, whose raw token ``assertion`` is: both from one validation
+        (``verified_caller``), so there is nothing to check (the per-request hot path)."""
+        session = cls.__new__(cls)
+        session._acquirer, session._pool, session._scopes = acquirer, pool, scopes
+        session._base_url, session._timeout = base_url, timeout
+        session._caller, session._tenant, session._assertion = caller, None, assertion
+        session._token = None
+        return session
+
     def __repr__(self) -> str:
         kind = "app" if self._caller is None else "on-behalf-of"
         return f"<DownstreamSession {kind} {self._base_url or ''} scopes={list(self._scopes)}>"
@@ -138,14 +151,18 @@ class DownstreamSession:
     @property
     def access_token(self) -> AccessToken:
         """This session's token, acquired on first use (from the cache when possible)."""
-        if self._token is None:
-            self._token = self._acquire(None)
-        return self._token
+        token = self._token
+        if token is None:
+            token = self._token = self._acquire(None)
+        return token
 
     @property
     def authorization(self) -> str:
         """The Authorization header value for the downstream API."""
-        return self.access_token.authorization
+        token = self._token
+        if token is None:
+            token = self._token = self._acquire(None)
+        return token.authorization
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         target = self._url(url)
@@ -213,9 +230,9 @@ class DownstreamSession:
         caller = self._caller
         if caller is None:
             return self._acquirer.app_token(self._scopes, tenant=self._tenant, claims=claims)
-        return self._acquirer.on_behalf_of(str(self._assertion), caller.token_hash, self._scopes,
-                                           tenant=caller.tid, claims=claims,
-                                           user=caller.oid or "")
+        return self._acquirer.on_behalf_of(self._assertion,  # type: ignore[arg-type]
+                                           caller.token_hash, self._scopes, tenant=caller.tid,
+                                           claims=claims, user=caller.oid or "")
 
     def _url(self, url: str) -> str:
         parts = urlsplit(url)
