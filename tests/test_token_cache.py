@@ -254,7 +254,8 @@ def test_a_follower_waits_a_bounded_time() -> None:
 def test_forced_fetch_replaces_the_entry() -> None:
     cache = make_cache()
     cache.set(key_of(), token(value="old" * 10))
-    fresh, fetched = cache.get_or_fetch(key_of() + ":claims-flight", lambda: token(value="new" * 10),
+    fresh, fetched = cache.get_or_fetch(key_of() + ":claims-flight",
+                                        lambda: token(value="new" * 10),
                                         store_key=key_of(), force=True)
     assert fetched and fresh.token == "new" * 10
     assert cache.get(key_of()).token == "new" * 10  # type: ignore[union-attr]
