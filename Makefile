@@ -4,7 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck pytest demo bench emulator clean
+SOAK_MINUTES ?= 10
+
+.PHONY: venv test lint typecheck pytest demo bench soak emulator clean
 
 venv: $(STAMP)
 
@@ -37,6 +39,11 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null \
 		|| apt-get install -y -q wrk >/dev/null 2>&1 || echo "wrk not installed: using the Python load generator"
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.soak --minutes $(SOAK_MINUTES)
+
+# The soak alone: `make soak SOAK_MINUTES=2` for a short run (SOAK_MINUTES=0 skips it in bench).
+soak: $(STAMP)
+	$(PY) -m benchmarks.soak --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -30,7 +30,7 @@ from typing import Any
 from .._single_flight import SingleFlight
 from ._codec import EntryCodec
 
-__all__ = ["AccessToken", "OboTokenCache", "cache_key"]
+__all__ = ["AccessToken", "CacheStats", "OboTokenCache", "cache_key"]
 
 log = logging.getLogger("flask_obo.cache")
 
@@ -54,6 +54,18 @@ class AccessToken:
 
     def __str__(self) -> str:
         return repr(self)
+
+
+@dataclass
+class CacheStats:
+    """What one process's token cache did since it was built (monitoring; the soak
+    benchmark). Counted off the hit path, which costs nothing here."""
+
+    #: acquisitions the cache could not answer at once: each waited on the identity provider,
+    #: for a call of its own or another's (a miss, an expired token, a claims challenge)
+    waited: int = 0
+    #: refreshes queued to run in the background (refresh-ahead)
+    refreshes: int = 0
 
 
 def cache_key(prefix: str, kind: str, client_id: str, tenant: str, subject: str,
@@ -116,6 +128,8 @@ class OboTokenCache:
         self._keys = functools.lru_cache(maxsize=max(1024, local_size))(
             functools.partial(cache_key, prefix))
         self.flights: SingleFlight[AccessToken] = SingleFlight()
+        self.stats = CacheStats()
+        self._stats_lock = threading.Lock()
         # Cross-process mutual exclusion around a fill (Redis locks); in-process: none needed.
         self._lock_factory = lock_factory or (lambda key: contextlib.nullcontext())
         self._backend_down_until = 0.0
@@ -188,6 +202,8 @@ class OboTokenCache:
             token = self.get(store)
             if token is not None:
                 return token, False
+        with self._stats_lock:
+            self.stats.waited += 1
 
         def fill() -> AccessToken:
             with self._lock_factory(store):
@@ -210,7 +226,11 @@ class OboTokenCache:
                     return again
                 return self.set(key, fetch())
 
-        return self.flights.start_in_background(key, refresh)
+        queued = self.flights.start_in_background(key, refresh)
+        if queued:
+            with self._stats_lock:
+                self.stats.refreshes += 1
+        return queued
 
     def close(self) -> None:
         self.flights.close()
