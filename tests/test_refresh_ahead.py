@@ -104,3 +104,13 @@ def test_refreshes_beyond_the_bounded_queue_are_dropped_then_asked_again(
     assert cache.refresh_in_background(_key("dave"), _recording(calls, "dave"))  # room again
     cache.close()
     assert sorted(calls) == ["bob", "carol", "dave"]
+
+
+def test_the_cache_counts_what_waited_on_the_identity_provider() -> None:
+    cache = OboTokenCache(SimpleCache())
+    cache.get_or_fetch(_key("alice"), lambda: _token("alice"))  # a miss: it waited
+    for _ in range(3):
+        cache.get_or_fetch(_key("alice"), lambda: _token("again"))  # hits
+    assert cache.refresh_in_background(_key("bob"), lambda: _token("bob"))
+    cache.close()
+    assert (cache.stats.waited, cache.stats.refreshes) == (1, 1)
