@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Blueprint, Flask, Request, current_app, request
+from flask import Blueprint, Flask, Request, request
 
 from ._http import build_session
 from .acquisition import create_acquirer
@@ -83,7 +84,7 @@ class FlaskOBO:
         if state.acquirer is not None:
             state.pools = DownstreamPools(config)
         app.extensions["obo"] = state
-        app.register_blueprint(_blueprint())
+        app.register_blueprint(_blueprint(app, state))
         if "obo" not in app.cli.commands:
             app.cli.add_command(obo_cli)
 
@@ -144,20 +145,19 @@ def _flask_static_route_code() -> Any:
     return probe.view_functions["static"].__code__
 
 
-def _guard() -> None:
-    # Runs on every request: resolve the context-local proxies once.
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    req: Request = request._get_current_object()  # type: ignore[attr-defined]
-    state = app.extensions.get("obo")
-    if state is None:
-        state = get_state(app)  # raises the clear error
-    if _is_public(app, req, state):
-        return
-    verify_request(app, req, state)
+def _blueprint(app: Flask, state: OboState) -> Blueprint:
+    """A fresh blueprint per app (registration stays independent between apps) whose guard
+    knows its app's state: no context lookup of the app on every request. The app is held
+    weakly, as Flask's own static route does, so the app and its guard form no cycle."""
+    app_ref = weakref.ref(app)
 
+    def guard() -> None:
+        served = app_ref()
+        assert served is not None  # it is serving this request
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]
+        if not _is_public(served, req, state):
+            verify_request(served, req, state)
 
-def _blueprint() -> Blueprint:
-    # A fresh blueprint per app keeps registration independent between apps.
     bp = Blueprint("obo", __name__)
-    bp.before_app_request(_guard)
+    bp.before_app_request(guard)
     return bp
