@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
+from flask import request
+
+from ._refusals import request_line
 from ._views import runner
 from .context import verify_token_in_request
 from .errors import InsufficientScope
+from .state import get_state
 from .validation import TokenClaims
 
 __all__ = [
@@ -48,9 +52,9 @@ def verify_scopes(*scopes: str, require_all: bool = False) -> TokenClaims:
     wanted = _names(scopes, "scope")
     claims = _current_claims()
     if not _matches(claims.scopes, wanted, require_all):
-        raise InsufficientScope(
+        _refuse(claims, InsufficientScope(
             f"This resource needs {'all' if require_all else 'one'} of the scopes: "
-            f"{' '.join(wanted)}.", scopes=wanted, reason="missing_scope")
+            f"{' '.join(wanted)}.", scopes=wanted, reason="missing_scope"))
     return claims
 
 
@@ -59,9 +63,9 @@ def verify_roles(*roles: str, require_all: bool = False) -> TokenClaims:
     wanted = _names(roles, "role")
     claims = _current_claims()
     if not _matches(claims.roles, wanted, require_all):
-        raise InsufficientScope(
+        _refuse(claims, InsufficientScope(
             f"This resource needs {'all' if require_all else 'one'} of the roles: "
-            f"{' '.join(wanted)}.", roles=wanted, reason="missing_role")
+            f"{' '.join(wanted)}.", roles=wanted, reason="missing_role"))
     return claims
 
 
@@ -75,11 +79,22 @@ def verify_scopes_or_roles(*, scopes: Iterable[str] = (),
         raise ValueError("requires_scopes_or_roles needs at least one scope or role.")
     claims = _current_claims()
     if claims.scopes.isdisjoint(wanted_scopes) and claims.roles.isdisjoint(wanted_roles):
-        raise InsufficientScope(
+        _refuse(claims, InsufficientScope(
             "This resource needs one of the scopes or app roles: "
             f"{' '.join(wanted_scopes + wanted_roles)}.",
-            scopes=wanted_scopes, roles=wanted_roles, reason="missing_scope_or_role")
+            scopes=wanted_scopes, roles=wanted_roles, reason="missing_scope_or_role"))
     return claims
+
+
+def _refuse(claims: TokenClaims, error: InsufficientScope) -> NoReturn:
+    """Log what was wanted and what the token held (its scp and roles), then refuse."""
+    wanted = [f"scopes {' '.join(error.scopes)}"] if error.scopes else []
+    wanted += [f"roles {' '.join(error.roles)}"] if error.roles else []
+    error.log_detail = (f"needs {' or '.join(wanted)}; the token of client {claims.client_id} "
+                        f"has scp {' '.join(sorted(claims.scopes)) or '(none)'} and roles "
+                        f"{' '.join(sorted(claims.roles)) or '(none)'}")
+    get_state().refusals.refused(error, where=request_line(request))
+    raise error
 
 
 def requires_scopes(*scopes: str, require_all: bool = False) -> Callable[[F], F]:

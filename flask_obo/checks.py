@@ -1,7 +1,7 @@
 """What one line of ``flask obo check`` is, and how an app adds checks of its own.
 
 A leaf module: the modules that own a concern define its check (a function of the app's
-``OboState`` yielding ``CheckResult``s) without importing the command, and ``cli.py`` lists
+``OboState`` yielding ``CheckResult`` objects) without importing the command, and ``cli.py`` lists
 them in order.
 """
 

@@ -2,7 +2,11 @@
 
 ``flask obo check`` runs the checks of ``CHECKS`` in order, then those an app added with
 ``flask_obo.checks.register_check``. A check takes the app's ``OboState`` and yields
-``CheckResult``s; each concern's check lives in the module that owns the concern.
+``CheckResult`` objects; each concern's check lives in the module that owns the
+concern.
+
+The command loads the app itself, so a configuration that stops the app at start is reported
+as ``[FAIL] configuration: <what to set>`` rather than as a traceback.
 """
 
 from __future__ import annotations
@@ -10,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 import click
-from flask import current_app
-from flask.cli import AppGroup
+from flask import Flask, current_app
+from flask.cli import AppGroup, NoAppException, ScriptInfo
 
 from .acquisition import check_credential
 from .cache.backends import check_token_cache
 from .checks import EXTRA_CHECKS, Check, CheckResult
-from .errors import AuthorityError
+from .downstream.api import check_downstream_names
+from .errors import AuthorityError, FlaskOBOError
 from .state import OboState
 
 __all__ = ["CHECKS", "obo_cli"]
@@ -78,16 +83,35 @@ def _key_fits(key_type: str, algorithms: Iterable[str]) -> bool:
 
 #: The checks ``flask obo check`` runs, in order (then the app's own, ``register_check``).
 CHECKS: tuple[Check, ...] = (check_configuration, check_authority, check_credential_configured,
-                             check_credential, check_token_cache)
+                             check_credential, check_downstream_names, check_token_cache)
 
 
 obo_cli = AppGroup("obo", help="flask-obo: check the protected API's configuration.")
 
 
-@obo_cli.command("check")
-def check_command() -> None:
+@obo_cli.command("check", with_appcontext=False)
+@click.pass_context
+def check_command(ctx: click.Context) -> None:
     """Load the OBO_ config, fetch the authority's discovery and keys, report what is wrong."""
-    state: OboState | None = current_app.extensions.get("obo")
+    app = _load_app(ctx)
+    with app.app_context():
+        _run_checks(app)
+
+
+def _load_app(ctx: click.Context) -> Flask:
+    if current_app:
+        return current_app._get_current_object()  # type: ignore[attr-defined, no-any-return]
+    try:
+        return ctx.ensure_object(ScriptInfo).load_app()
+    except NoAppException as exc:
+        _line(False, "app", exc.format_message())
+    except FlaskOBOError as exc:  # FlaskOBO(app) refused the configuration at start
+        _line(False, "configuration", str(exc))
+    raise SystemExit(1)
+
+
+def _run_checks(app: Flask) -> None:
+    state: OboState | None = app.extensions.get("obo")
     if state is None:
         _line(False, "flask-obo", "not initialised on this app: call FlaskOBO(app) or "
               "obo.init_app(app) in the app factory.")

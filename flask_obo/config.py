@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
+import logging
 import math
 import os
 import re
@@ -18,42 +20,129 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
-__all__ = ["DEFAULTS", "MULTI_TENANT_SEGMENTS", "DownstreamApi", "OboConfig", "is_guid"]
+__all__ = [
+    "DEFAULTS",
+    "KEYS",
+    "MULTI_TENANT_SEGMENTS",
+    "DownstreamApi",
+    "Key",
+    "OboConfig",
+    "check_scopes",
+    "check_unknown_keys",
+    "is_guid",
+]
+
+log = logging.getLogger("flask_obo")
 
 # Authority segments that stand for "any tenant": tokens carry the caller's own tid.
 MULTI_TENANT_SEGMENTS = frozenset({"common", "organizations"})
 
-DEFAULTS: dict[str, Any] = {
-    "OBO_AUTHORITY": None,
-    "OBO_CLIENT_ID": None,
-    "OBO_AUDIENCES": None,  # None: the client id and api://<client id>
-    "OBO_ALLOWED_TENANTS": None,  # None: the authority's own tenant
-    "OBO_ACCEPTED_TOKEN_VERSIONS": ("1.0", "2.0"),
-    "OBO_CLOCK_SKEW": 300,
-    "OBO_ALGORITHMS": ("RS256",),
-    "OBO_MAX_TOKEN_BYTES": 16384,
-    "OBO_CA_BUNDLE": None,
-    "OBO_REALM": None,  # None: the first audience
-    "OBO_PUBLIC_ENDPOINTS": (),
-    "OBO_HTTP_TIMEOUT": 10.0,
-    "OBO_METADATA_REFRESH_INTERVAL": 12 * 3600,
-    "OBO_JWKS_MIN_REFETCH_INTERVAL": 300,
-    "OBO_VALIDATED_TOKEN_CACHE_SIZE": 10_000,
-    "OBO_CLIENT_SECRET": None,
-    "OBO_CLIENT_CERTIFICATE": None,
-    "OBO_CLIENT_ASSERTION": None,
-    "OBO_DOWNSTREAM_APIS": {},
-    "OBO_CACHE": None,  # None: in-process; or a dict of Flask-Caching CACHE_* settings
-    "OBO_CACHE_KEY_PREFIX": "flask_obo:",
-    "OBO_CACHE_ENCRYPTION_KEY": None,
-    "OBO_CACHE_EXPIRY_MARGIN": 60,
-    "OBO_CACHE_REFRESH_AHEAD": 300,
-    "OBO_CACHE_LOCK_TIMEOUT": 10.0,
-    "OBO_CACHE_LOCAL_SIZE": 4096,  # decoded entries kept in-process in front of the backend
-    "OBO_DOWNSTREAM_TIMEOUT": 30.0,
-    "OBO_DOWNSTREAM_RETRIES": 2,
-    "OBO_CLIENT_CAPABILITIES": (),  # ("CP1",): this API handles CAE claims challenges
-}
+
+@dataclass(frozen=True)
+class Key:
+    """One ``OBO_`` setting: its name, default, type and a one-line description.
+
+    ``KEYS`` is the one list of flask-obo's settings: ``DEFAULTS``, the refusal of unknown
+    ``OBO_`` keys, the README's table and the docs' configuration reference all come from it.
+    """
+
+    name: str
+    default: Any
+    type: str
+    doc: str
+    #: the default as the docs show it, where the value alone would not say what it means
+    shown: str | None = None
+
+
+KEYS: tuple[Key, ...] = (
+    Key("OBO_AUTHORITY", None, "URL",
+        "`https://login.microsoftonline.com/<tenant-id>`; `.../organizations` or `.../common` "
+        "for a multi-tenant API", shown="required"),
+    Key("OBO_CLIENT_ID", None, "GUID",
+        "this API's application (client) id; `api://<client id>` is read as the client id",
+        shown="required"),
+    Key("OBO_AUDIENCES", None, "list of str",
+        "further accepted `aud` values, such as a custom App ID URI; the client id and "
+        "`api://<client id>` are always accepted", shown="none"),
+    Key("OBO_ALLOWED_TENANTS", None, "list of str",
+        "tenant ids allowed to call, or `[\"*\"]`; required for a multi-tenant authority",
+        shown="the authority's tenant"),
+    Key("OBO_ACCEPTED_TOKEN_VERSIONS", ("1.0", "2.0"), "list of str",
+        "token versions, each checked against its own issuer form, from its own discovery "
+        "document: while the v1.0 document cannot be had (an authority without one, such as "
+        "B2C or External ID) v1.0 tokens get 503 and v2.0 tokens pass; `[\"2.0\"]` never asks "
+        "for it"),
+    Key("OBO_CLOCK_SKEW", 300, "int", "seconds of leeway on `exp` and `nbf`"),
+    Key("OBO_ALGORITHMS", ("RS256",), "list of str",
+        "allowed signing algorithms (asymmetric only; `none` and HS* never)"),
+    Key("OBO_MAX_TOKEN_BYTES", 16384, "int", "larger tokens are refused before any parsing"),
+    Key("OBO_CA_BUNDLE", None, "path",
+        "a PEM file of an extra CA to trust for the authority (the emulator's in tests)"),
+    Key("OBO_REALM", None, "str", "the `realm` of `WWW-Authenticate` challenges",
+        shown="`api://<client id>`"),
+    Key("OBO_PUBLIC_ENDPOINTS", (), "list of str",
+        "endpoint names that need no token (or use `@public`)"),
+    Key("OBO_HTTP_TIMEOUT", 10.0, "float", "seconds for calls to the authority"),
+    Key("OBO_METADATA_REFRESH_INTERVAL", 12 * 3600, "int",
+        "seconds between scheduled refreshes of discovery and JWKS"),
+    Key("OBO_JWKS_MIN_REFETCH_INTERVAL", 300, "int",
+        "at most one forced JWKS refetch (unknown `kid`) per this many seconds"),
+    Key("OBO_VALIDATED_TOKEN_CACHE_SIZE", 10_000, "int",
+        "validated tokens remembered by SHA-256 (0: off)"),
+    Key("OBO_CLIENT_SECRET", None, "str", "client secret credential"),
+    Key("OBO_CLIENT_CERTIFICATE", None, "dict",
+        "`{\"private_key\": path-or-PEM, \"certificate\": path-or-PEM}` or "
+        "`{\"pfx\": path-bytes-or-base64, \"password\": ...}`, optionally "
+        "`\"send_x5c\": True`"),
+    Key("OBO_CLIENT_ASSERTION", None, "callable or path",
+        "a callable returning a signed client assertion, or the path of a file holding one "
+        "(workload identity federation)"),
+    Key("OBO_DOWNSTREAM_APIS", {}, "dict",
+        "`{\"name\": {\"scopes\": [...], \"base_url\": ..., \"timeout\": ..., \"retries\": ..., "
+        "\"app_only\": False}}`"),
+    Key("OBO_CACHE", None, "dict",
+        "Flask-Caching settings for the token cache (`{\"CACHE_TYPE\": \"RedisCache\", ...}`; "
+        "backends that unpickle, such as memcached and `FileSystemCache`, are refused); "
+        "`None`: in-process, or the `Cache` given to `FlaskOBO(cache=...)`"),
+    Key("OBO_CACHE_KEY_PREFIX", "flask_obo:", "str", "prefix of token-cache keys"),
+    Key("OBO_CACHE_ENCRYPTION_KEY", None, "str or list of str",
+        "a key or a list of keys (32 bytes, URL-safe base64); the first encrypts, any decrypts"),
+    Key("OBO_CACHE_EXPIRY_MARGIN", 60, "int",
+        "an entry lives until the token's expiry minus this"),
+    Key("OBO_CACHE_REFRESH_AHEAD", 300, "int",
+        "inside this many seconds before expiry, the token is renewed in the background"),
+    Key("OBO_CACHE_LOCK_TIMEOUT", 10.0, "float",
+        "lifetime of the Redis lock around one identity-provider call; a request waits for "
+        "another's call for the same key at most this plus 1 s plus three `OBO_HTTP_TIMEOUT`s"),
+    Key("OBO_CACHE_LOCAL_SIZE", 4096, "int",
+        "decoded entries kept in-process in front of the backend"),
+    Key("OBO_DOWNSTREAM_TIMEOUT", 30.0, "float", "default timeout of downstream calls"),
+    Key("OBO_DOWNSTREAM_RETRIES", 2, "int",
+        "retries of idempotent downstream calls on 502/503/504, with backoff"),
+    Key("OBO_CLIENT_CAPABILITIES", (), "list of str",
+        "`[\"CP1\"]` declares to Entra ID that this API handles continuous access evaluation "
+        "(CAE) claims challenges"),
+    Key("OBO_LONG_RUNNING_IDLE_TTL", 90 * 24 * 3600, "int",
+        "seconds a long-running session lives unused (as an Entra refresh token); each use "
+        "renews it (at least 60)", shown="`7776000` (90 days)"),
+    Key("OBO_PROBLEM_TYPE_BASE", "about:blank", "str",
+        "the `type` of problem+json error bodies: `about:blank` (RFC 9457), or the address of "
+        "your published copy of the errors page followed by `#`, to which the error's name is "
+        "appended"),
+    Key("OBO_TELEMETRY_INCLUDE_IDS", False, "bool",
+        "put users' object ids and tenant ids on OpenTelemetry spans (never names, e-mail "
+        "addresses or tokens)"),
+)
+
+#: Every key's default, as ``init_app`` writes it into ``app.config`` (``setdefault``).
+DEFAULTS: dict[str, Any] = {key.name: key.default for key in KEYS}
+
+# Flask's from_prefixed_env parses values as JSON: a secret of digits arrives as a number.
+_FROM_ENV_HINT = (" (an environment variable read by app.config.from_prefixed_env() is parsed as "
+                  "JSON: quote a value that looks like a number, e.g. FLASK_OBO_X='\"123\"')")
+
+_BOOLEAN_WORDS = {"true": True, "1": True, "yes": True, "on": True,
+                  "false": False, "0": False, "no": False, "off": False, "": False}
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
@@ -111,6 +200,9 @@ class OboConfig:
     downstream_timeout: float
     downstream_retries: int
     client_capabilities: tuple[str, ...] = ()
+    problem_type_base: str = "about:blank"
+    long_running_idle_ttl: int = 90 * 24 * 3600
+    telemetry_include_ids: bool = False
 
     @property
     def is_multi_tenant(self) -> bool:
@@ -122,12 +214,15 @@ class OboConfig:
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> OboConfig:
+        check_unknown_keys(config)
         get = _Getter(config)
         authority, instance, tenant = _parse_authority(get.raw("OBO_AUTHORITY"))
-        client_id = get.text("OBO_CLIENT_ID", required=True, hint="the Application (client) ID "
-                            "of this API's app registration")
-        assert client_id is not None
-        audiences = get.str_list("OBO_AUDIENCES") or (client_id, f"api://{client_id}")
+        client_id = _client_id(get.text("OBO_CLIENT_ID", required=True, hint="the Application "
+                                        "(client) ID of this API's app registration"))
+        # The client id and api://<client id> name this app whatever else is listed: a v2
+        # token's aud is the client id, a v1 token's the App ID URI (api://<client id> unless
+        # the registration set another, which OBO_AUDIENCES then adds).
+        audiences = {client_id, f"api://{client_id}", *(get.str_list("OBO_AUDIENCES") or ())}
         allowed = _allowed_tenants(get.str_list("OBO_ALLOWED_TENANTS"), tenant)
         versions = get.str_list("OBO_ACCEPTED_TOKEN_VERSIONS") or ()
         if not versions or not set(versions) <= {"1.0", "2.0"}:
@@ -167,6 +262,12 @@ class OboConfig:
                               "{'CACHE_TYPE': 'RedisCache', 'CACHE_REDIS_URL': 'redis://...'}, "
                               "or None for the in-process cache.")
         realm = get.text("OBO_REALM")
+        problem_type_base = get.text("OBO_PROBLEM_TYPE_BASE") or "about:blank"
+        if problem_type_base != "about:blank" and urlsplit(problem_type_base).scheme not in (
+                "https", "http"):
+            raise ConfigError(f"OBO_PROBLEM_TYPE_BASE={problem_type_base!r} is not a URL: use "
+                              "'about:blank' or the address of your published errors page "
+                              "followed by '#'.")
         return cls(
             authority=authority,
             instance=instance,
@@ -199,7 +300,48 @@ class OboConfig:
             downstream_timeout=downstream_timeout,
             downstream_retries=downstream_retries,
             client_capabilities=get.str_list("OBO_CLIENT_CAPABILITIES") or (),
+            problem_type_base=problem_type_base,
+            long_running_idle_ttl=get.integer("OBO_LONG_RUNNING_IDLE_TTL", minimum=60),
+            telemetry_include_ids=get.boolean("OBO_TELEMETRY_INCLUDE_IDS"),
         )
+
+
+def check_unknown_keys(config: Mapping[str, Any]) -> None:
+    """Refuse ``OBO_`` keys that ``KEYS`` does not declare: a misspelt setting would otherwise
+    be ignored while its default silently applies."""
+    unknown = sorted(k for k in config if isinstance(k, str) and k.startswith("OBO_")
+                     and k not in DEFAULTS)
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, DEFAULTS, n=1, cutoff=0.75)
+        hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    raise ConfigError(f"unknown flask-obo setting{'s' if len(unknown) > 1 else ''}: "
+                      f"{', '.join(hints)}. Every OBO_ key is listed in the configuration "
+                      "reference; remove or rename the others.")
+
+
+def check_scopes(scopes: Sequence[str], where: str) -> None:
+    """Refuse ``<resource>/.default`` next to other scopes (Entra answers AADSTS70011)."""
+    defaults = [s for s in scopes if s == ".default" or s.endswith("/.default")]
+    if defaults and len(scopes) > 1:
+        raise ConfigError(f"{where} mixes {defaults[0]!r} with other scopes {list(scopes)!r}: ask "
+                          "for '<resource>/.default' alone (every permission granted to this "
+                          "API on that resource), or list the scopes without it.")
+
+
+def _client_id(value: str | None) -> str:
+    assert value is not None  # required=True raised otherwise
+    if not value.lower().startswith("api://"):
+        return value
+    rest = value[len("api://"):].strip("/")
+    if not is_guid(rest):
+        raise ConfigError(f"OBO_CLIENT_ID={value!r} is an App ID URI: set OBO_CLIENT_ID to the "
+                          "Application (client) ID (a GUID) and list this URI in OBO_AUDIENCES.")
+    log.info("flask-obo: OBO_CLIENT_ID %r is the App ID URI of client id %s: using the client "
+             "id", value, rest)
+    return rest
 
 
 class _Getter:
@@ -218,7 +360,8 @@ class _Getter:
                 raise ConfigError(f"{key} is not set: set it to {hint}.")
             return None
         if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, not {type(value).__name__}.")
+            raise ConfigError(f"{key} must be a string, not {type(value).__name__}"
+                              f"{_FROM_ENV_HINT if isinstance(value, (int, float)) else ''}.")
         return value.strip()
 
     def str_list(self, key: str) -> tuple[str, ...] | None:
@@ -230,6 +373,17 @@ class _Getter:
         if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{key} must be a list of strings, not {value!r}.")
         return tuple(v.strip() for v in value)
+
+    def boolean(self, key: str) -> bool:
+        """True or False; from environment variables also true/false, 1/0, yes/no, on/off."""
+        value = self.raw(key)
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):  # from_prefixed_env parses "1" as 1
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _BOOLEAN_WORDS:
+            return _BOOLEAN_WORDS[value.strip().lower()]
+        raise ConfigError(f"{key} must be True or False, not {value!r}.")
 
     def number(self, key: str, *, minimum: float | None = None,
                maximum: float | None = None) -> float:
@@ -319,6 +473,7 @@ def _downstream_apis(value: Any, timeout: float, retries: int) -> dict[str, Down
         if not scopes or not all(isinstance(s, str) and s for s in scopes):
             raise ConfigError(f"{where}['scopes'] must list the downstream API's scopes, e.g. "
                               "['api://<downstream-client-id>/read'] or ['User.Read'].")
+        check_scopes(scopes, f"{where}['scopes']")
         base_url = spec.get("base_url")
         if base_url is not None and (not isinstance(base_url, str)
                                      or urlsplit(base_url).scheme not in ("https", "http")):

@@ -11,12 +11,13 @@ one context lookup where ``g`` and that check cost three.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, NoReturn
 
 from flask import current_app, request
 from werkzeug.local import LocalProxy
 
+from . import telemetry
+from ._refusals import request_line
 from .errors import InvalidRequest, InvalidToken, MissingToken, OboError
 from .signals import token_rejected, token_validated
 from .state import OboState, get_state
@@ -33,8 +34,6 @@ __all__ = [
     "verify_request",
     "verify_token_in_request",
 ]
-
-log = logging.getLogger("flask_obo")
 
 _ATTR = "_flask_obo_verified"  # on the request object
 _BEARER = frozenset({"Bearer ", "bearer ", "BEARER "})
@@ -99,26 +98,27 @@ def _verify(app: Flask, req: Request, state: OboState, optional: bool) -> _Verif
     if verified is not None:
         return verified
     header = req.environ.get("HTTP_AUTHORIZATION")
-    token = _bearer_token(app, header) if header else None
+    token = _bearer_token(app, req, state, header) if header else None
     if token is None:
         if optional:
             return None
-        _rejected(app, MissingToken(reason="missing"))
+        _rejected(app, req, state, MissingToken(reason="missing", log_detail="no bearer token in "
+                                         "the Authorization header"))
     try:
         claims, cached = state.validator.validate_cached(token)
     except OboError as exc:
-        _rejected(app, exc)
+        _rejected(app, req, state, exc, token)
     except Exception as exc:  # fail closed: an unforeseen input is a bad token, never a 500
-        log.warning("flask-obo: token refused after an unexpected %s in validation",
-                    type(exc).__name__)
-        _rejected(app, InvalidToken(reason="malformed"))
+        _rejected(app, req, state, InvalidToken(reason="malformed", log_detail=(
+            f"an unexpected {type(exc).__name__} in validation")), token)
     verified = req.__dict__[_ATTR] = _Verified(claims, token, state)
+    telemetry.validation_accepted(cached, claims if state.config.telemetry_include_ids else None)
     if token_validated.receivers:
         token_validated.send(app, claims=claims, cached=cached)
     return verified
 
 
-def _bearer_token(app: Flask, header: str) -> str | None:
+def _bearer_token(app: Flask, req: Request, state: OboState, header: str) -> str | None:
     """The token of ``Bearer <token>``; None for another scheme (RFC 6750: a bare challenge)."""
     if header[:7] in _BEARER:  # the usual form, read without a copy of the header per step
         token = header[7:]
@@ -130,17 +130,19 @@ def _bearer_token(app: Flask, header: str) -> str | None:
         return None
     token = rest.strip(" \t")
     if not token or " " in token or "\t" in token or "," in token:
-        _rejected(app, InvalidRequest(
+        _rejected(app, req, state, InvalidRequest(
             "The Authorization header must hold exactly one bearer token: 'Bearer <token>'.",
-            reason="malformed_header",
+            reason="malformed_header", log_detail="not 'Bearer <one token>'",
         ))
     return token
 
 
-def _rejected(app: Flask, error: OboError) -> NoReturn:
+def _rejected(app: Flask, req: Request, state: OboState, error: OboError,
+              token: str | None = None) -> NoReturn:
+    telemetry.validation_refused(error.reason)
     if token_rejected.receivers:
         token_rejected.send(app, reason=error.reason, status=error.code)
-    log.debug("flask-obo: request refused: %s (%s)", error.reason, error.code)
+    state.refusals.refused(error, where=request_line(req), token=token)
     raise error from None  # an unexpected error's message (maybe token content) stays out
 
 

@@ -17,6 +17,7 @@ import base64
 import json
 import re
 from collections.abc import Iterable, Mapping
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast, overload
 
 from flask import current_app, has_app_context
@@ -41,13 +42,16 @@ __all__ = [
     "InsufficientScope",
     "InvalidRequest",
     "InvalidToken",
+    "LongRunningSessionExpired",
     "MissingToken",
     "OboError",
+    "ServerMisconfigured",
+    "SessionKeyInUse",
+    "TokenCacheUnavailable",
     "UpstreamAuthError",
     "bearer_challenge",
 ]
 
-PROBLEM_TYPE_BASE = "https://flask-obo.readthedocs.io/errors/"
 _UNSAFE = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')  # RFC 6750 section 3 quoted values
 
 
@@ -93,6 +97,9 @@ class OboError(FlaskOBOError, HTTPException):
     # catches every subclass (with a code here, it would only see that code).
     code: int | None = None
     title = "Error"
+    #: the error's name in problem ``type`` URIs: ``OBO_PROBLEM_TYPE_BASE`` + this, which is
+    #: the anchor of its section on the docs' errors page.
+    type_name = "error"
     #: RFC 6750 error code for WWW-Authenticate; None: no error attribute.
     error: str | None = None
     #: whether the response carries a Bearer challenge.
@@ -105,10 +112,13 @@ class OboError(FlaskOBOError, HTTPException):
         reason: str | None = None,
         extra: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        log_detail: str | None = None,
     ) -> None:
         super().__init__(description)
         #: a short machine-readable code (e.g. "expired"): for signals, logs and the body.
         self.reason = reason
+        #: for the server log only, never the response: what was compared (non-secret values).
+        self.log_detail = log_detail
         self.extra: dict[str, Any] = dict(extra or {})
         self.extra_headers: dict[str, str] = dict(headers or {})
 
@@ -124,9 +134,16 @@ class OboError(FlaskOBOError, HTTPException):
         return params
 
     def problem(self) -> dict[str, Any]:
+        base = "about:blank"
+        if has_app_context():
+            state = current_app.extensions.get("obo")
+            base = getattr(getattr(state, "config", None), "problem_type_base", base)
+        code = self.code or 500
+        # RFC 9457 section 4.2.1: with about:blank the title is the HTTP status phrase.
+        blank = base == "about:blank"
         body: dict[str, Any] = {
-            "type": PROBLEM_TYPE_BASE + (self.error or self.title.lower().replace(" ", "_")),
-            "title": self.title,
+            "type": base if blank else base + self.type_name,
+            "title": HTTPStatus(code).phrase if blank else self.title,
             "status": self.code,
             "detail": self.description,
         }
@@ -177,6 +194,7 @@ class MissingToken(OboError):
 
     code = 401
     title = "Unauthorized"
+    type_name = "missing-token"
     description = "This API needs a bearer access token in the Authorization header."
 
     def challenge_params(self) -> dict[str, str | None]:
@@ -188,6 +206,7 @@ class InvalidRequest(OboError):
 
     code = 400
     title = "Invalid request"
+    type_name = "invalid-request"
     error = "invalid_request"
     description = "The Authorization header is malformed."
 
@@ -195,6 +214,7 @@ class InvalidRequest(OboError):
 class InvalidToken(OboError):
     code = 401
     title = "Invalid token"
+    type_name = "invalid-token"
     error = "invalid_token"
     description = "The access token is invalid."
 
@@ -202,6 +222,7 @@ class InvalidToken(OboError):
 class InsufficientScope(OboError):
     code = 403
     title = "Insufficient scope"
+    type_name = "insufficient-scope"
     error = "insufficient_scope"
     description = "The access token lacks the scope or role this resource needs."
 
@@ -227,6 +248,7 @@ class ClaimsChallenge(OboError):
 
     code = 401
     title = "Additional claims required"
+    type_name = "insufficient-claims"
     error = "insufficient_claims"
     description = "The user must sign in again to satisfy a policy of the downstream API."
 
@@ -250,6 +272,7 @@ class ConsentRequired(OboError):
 
     code = 403
     title = "Consent required"
+    type_name = "consent-required"
     error = "insufficient_scope"
     description = "Consent to the downstream API's scopes is missing."
 
@@ -270,19 +293,26 @@ class ConsentRequired(OboError):
         return params
 
 
+def _retry_after(error: OboError, seconds: int) -> int:
+    """``error``'s ``Retry-After`` header (unless one was given): at least a second."""
+    seconds = max(1, int(seconds))
+    error.extra_headers.setdefault("Retry-After", str(seconds))
+    return seconds
+
+
 class IdentityProviderUnavailable(OboError):
     """503: the identity provider failed or is unreachable; retry later. Nothing was cached."""
 
     code = 503
     title = "Identity provider unavailable"
+    type_name = "identity-provider-unavailable"
     challenge = False
     description = "The identity provider could not be reached; try again shortly."
 
     def __init__(self, description: str | None = None, *, retry_after: int = 5,
                  **kwargs: Any) -> None:
         super().__init__(description, **kwargs)
-        self.retry_after = max(1, int(retry_after))
-        self.extra_headers.setdefault("Retry-After", str(self.retry_after))
+        self.retry_after = _retry_after(self, retry_after)
 
 
 class UpstreamAuthError(OboError):
@@ -290,6 +320,7 @@ class UpstreamAuthError(OboError):
 
     code = 502
     title = "Upstream authentication failed"
+    type_name = "upstream-auth-failed"
     challenge = False
     description = "This API could not obtain a token for the downstream API."
 
@@ -303,6 +334,7 @@ class DownstreamUnavailable(OboError):
 
     code = 502
     title = "Downstream API unavailable"
+    type_name = "downstream-unavailable"
     challenge = False
     description = "The downstream API could not be reached."
 
@@ -313,3 +345,66 @@ class DownstreamUnavailable(OboError):
                                          if timed_out else None), **kwargs)
         if timed_out:
             self.code = 504
+
+
+class ServerMisconfigured(OboError):
+    """500: the app's code names something its configuration lacks (a downstream API missing
+    from ``OBO_DOWNSTREAM_APIS``, no credential to call one). The body says so in short, the
+    log in full; ``flask obo check`` reports it before any request does."""
+
+    code = 500
+    title = "Server misconfigured"
+    type_name = "server-misconfigured"
+    challenge = False
+    description = "This API is misconfigured; its operator must fix its configuration."
+
+
+class TokenCacheUnavailable(OboError):
+    """503: the shared token cache (Redis), which long-running sessions live in, could not be
+    reached; retry later. The session itself is not lost."""
+
+    code = 503
+    title = "Token cache unavailable"
+    type_name = "token-cache-unavailable"
+    challenge = False
+    description = "The token cache could not be reached; try again shortly."
+
+    def __init__(self, description: str | None = None, *, retry_after: int = 5,
+                 **kwargs: Any) -> None:
+        kwargs.setdefault("reason", "token_cache_unavailable")
+        super().__init__(description, **kwargs)
+        self.retry_after = _retry_after(self, retry_after)
+
+
+class LongRunningSessionExpired(OboError):
+    """410: a long-running session cannot act as its user any more; ``reason`` says why:
+    ``unknown`` (never started, expired unused, or lost with the cache), ``stopped``, ``idle``
+    (unused for longer than ``OBO_LONG_RUNNING_IDLE_TTL``), or the identity provider refused
+    its refresh token: ``expired``, ``revoked``, ``user_disabled``, ``consent_withdrawn``,
+    ``interaction_required`` (MFA or conditional access now asks for the user), ``refused``.
+
+    A job gets it at once: retrying cannot help. The user must start a new session from a
+    request of theirs.
+    """
+
+    code = 410
+    title = "Long-running session expired"
+    type_name = "long-running-session-expired"
+    challenge = False
+    description = "The long-running session has ended: start a new one from a request."
+
+
+class SessionKeyInUse(OboError):
+    """409: ``start_long_running_process`` was given the key of another user's (or another
+    app's) session. Nothing was changed; choose another key, or let flask-obo make one."""
+
+    code = 409
+    title = "Session key in use"
+    type_name = "session-key-in-use"
+    challenge = False
+    description = ("This session key belongs to another session: use another key, or none "
+                   "(flask-obo then makes one).")
+
+    def __init__(self, description: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("reason", "session_key_in_use")
+        super().__init__(description, **kwargs)

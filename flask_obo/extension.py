@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flask import Blueprint, Flask, Request, request
 
 from ._http import build_session
+from ._refusals import RefusalLog
 from .acquisition import create_acquirer
 from .cli import obo_cli
 from .config import DEFAULTS, OboConfig
@@ -65,7 +68,8 @@ class FlaskOBO:
                 "FlaskOBO is already registered on this app: call init_app once per app."
             )
         for key, value in DEFAULTS.items():
-            app.config.setdefault(key, value)
+            # A copy: one app's OBO_DOWNSTREAM_APIS edited in place is not every app's.
+            app.config.setdefault(key, copy.copy(value))
         config = OboConfig.from_mapping(app.config)
         if config.downstream_apis and not config.has_credential:
             raise ConfigError(
@@ -78,9 +82,11 @@ class FlaskOBO:
             http=http,
             validator=create_validator(config, http, clock=self._clock),
             error_renderer=self._error_renderer,
+            refusals=RefusalLog(clock=self._clock or time.monotonic),
         )
         # Credentials are loaded (and refused) here, not at the first request.
-        state.acquirer = create_acquirer(app, config, http, self._cache, clock=self._clock)
+        state.acquirer = create_acquirer(app, config, http, self._cache, clock=self._clock,
+                                         refusals=state.refusals)
         if state.acquirer is not None:
             state.pools = DownstreamPools(config)
         app.extensions["obo"] = state

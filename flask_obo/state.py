@@ -13,12 +13,15 @@ from typing import TYPE_CHECKING
 from flask import Flask, current_app
 from werkzeug.sansio.response import Response as SansIOResponse
 
+from ._refusals import RefusalLog
+
 if TYPE_CHECKING:
     from ._http import PinnedTrustSession
     from .acquisition import TokenAcquirer
     from .config import OboConfig
     from .downstream.session import DownstreamPools
     from .errors import OboError
+    from .long_running import LongRunningSessions
     from .validation import TokenValidator
 
 __all__ = ["ErrorRenderer", "OboState", "get_state"]
@@ -42,6 +45,12 @@ class OboState:
     public_endpoint_cache: dict[str, bool] = field(default_factory=dict)
     #: (api, scopes) -> where a downstream session goes (``downstream.api``), resolved once
     downstream_targets: dict[object, object] = field(default_factory=dict)
+    #: long-running sessions, built when the first is started or used (they need Redis)
+    long_running: LongRunningSessions | None = None
+    #: the log lines that explain refusals, rate-limited per reason
+    refusals: RefusalLog = field(default_factory=RefusalLog)
+    #: configuration mistakes already logged (each is logged once, however many requests hit it)
+    reported_mistakes: set[str] = field(default_factory=set)
 
     def close(self) -> None:
         """Wait for background token refreshes, then release their threads and the pools

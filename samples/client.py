@@ -52,7 +52,8 @@ def summarise(token: str) -> dict[str, Any]:
         claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(padded))
     except (IndexError, ValueError):
         return {}
-    keep = ("aud", "scp", "roles", "oid", "azp", "appid", "amr", "ver", "preferred_username")
+    keep = ("aud", "scp", "roles", "oid", "azp", "appid", "amr", "ver", "preferred_username",
+            "exp")
     return {k: claims[k] for k in keep if k in claims}
 
 
@@ -100,6 +101,10 @@ class SampleClient:
     def call(self, path: str, token: str) -> requests.Response:
         return self._api.get(self.api.rstrip("/") + path,
                              headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    def post(self, path: str, token: str, body: dict[str, Any]) -> requests.Response:
+        return self._api.post(self.api.rstrip("/") + path, json=body,
+                              headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
 
 def _is_loopback(url: str) -> bool:

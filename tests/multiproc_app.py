@@ -7,11 +7,11 @@ Its settings come from the environment, as a deployment's would:
 from __future__ import annotations
 
 from flask import Flask
-from redis_helpers import add_routes
+from support.apps import add_middle_routes
 
 from flask_obo import FlaskOBO
 
 app = Flask("multiproc-middle")
 app.config.from_prefixed_env()
 FlaskOBO(app)
-add_routes(app)
+add_middle_routes(app)

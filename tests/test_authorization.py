@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import MakeApp, bearer
 from flask import Flask, request
+from support.apps import MakeApp
+from support.checks import bearer
 
 from flask_obo.authorization import (
     requires_roles,

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 from click.testing import Result
-from conftest import MakeApp
 from flask import Flask
+from support.apps import MakeApp
 
 from flask_obo.checks import EXTRA_CHECKS, CheckResult, register_check
 from flask_obo.state import OboState

@@ -11,7 +11,7 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jwt
 import pytest
@@ -21,16 +21,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 from flask import Flask
+from support.apps import MakeMiddle
+from support.jose import b64url
 
 from flask_obo.acquisition.credentials import load_credential
 from flask_obo.errors import ConfigError
 from flask_obo.extension import FlaskOBO
-from flask_obo.testing import ClientCertificate, fingerprint, make_client_certificate
-
-if TYPE_CHECKING:
-    from obo_fixtures import Downstream, MakeMiddle
-
-pytest_plugins = ["obo_fixtures"]
+from flask_obo.testing import (
+    ClientCertificate,
+    DownstreamStandIn,
+    fingerprint,
+    make_client_certificate,
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,14 +100,8 @@ def _signed_assertion(cert: ClientCertificate, client_id: str, audience: str) ->
     return jwt.encode(
         {"aud": audience, "iss": client_id, "sub": client_id, "jti": str(uuid.uuid4()),
          "iat": now, "nbf": now, "exp": now + 600},
-        cert.key_pem, algorithm="RS256", headers={"x5t": _b64(bytes.fromhex(
+        cert.key_pem, algorithm="RS256", headers={"x5t": b64url(bytes.fromhex(
             cert.thumbprint_sha1))})
-
-
-def _b64(raw: bytes) -> str:
-    import base64
-
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def test_client_assertion_callable(make_middle: MakeMiddle, entra: Any,
@@ -159,11 +155,11 @@ def test_wrong_certificate_is_502_and_check_says_so(make_middle: MakeMiddle, ent
 
 
 def test_check_proves_a_working_credential(make_middle: MakeMiddle, entra: Any,
-                                           downstream: Downstream) -> None:
+                                           downstream: DownstreamStandIn) -> None:
     middle = make_middle()
     result = middle.app.test_cli_runner().invoke(args=["obo", "check"])
     assert "[ok] credential: client secret: app token for" in result.output, result.output
-    assert f"{downstream.app.app_id_uri}/.default" in result.output
+    assert f"{downstream.registration.app_id_uri}/.default" in result.output
     assert "s3cret" not in result.output
     assert len(entra.calls("client_credentials")) == 1
 
@@ -172,7 +168,7 @@ def test_check_proves_a_working_credential(make_middle: MakeMiddle, entra: Any,
 def _expired_certificate() -> tuple[str, str]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
                    .not_valid_before(now - datetime.timedelta(days=30))
@@ -186,7 +182,7 @@ def _expired_certificate() -> tuple[str, str]:
 def _ec_certificate() -> tuple[str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ec")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
                    .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=9))

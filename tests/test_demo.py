@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from flask_obo.testing.redis_server import find_redis_server
+
 ROOT = Path(__file__).resolve().parent.parent
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.?")
 
@@ -31,18 +33,36 @@ def test_demo_runs_the_whole_chain_and_never_prints_a_token() -> None:
     ):
         assert step in out, f"missing from the trace: {step}\n{out}"
     assert '"amr": ["pwd", "mfa"]' in out
+    # Scraped from the middle tier's /metrics (OpenTelemetry's Prometheus reader) and checked
+    # there against the emulator's log.
+    assert re.search(r"downstream token cache-hit ratio: \d+% \(\d+ of \d+ from the cache\)", out)
+    assert "(the emulator's log agrees)" in out
+    if find_redis_server() is not None or os.environ.get("CI") == "true":
+        for step in (
+            "== 5. A report job (Celery) acts as Alice after her token has expired",
+            "POST /api/reports -> 202: a long-running session and a Celery job",
+            "Alice's token expired",
+            "the job redeemed the session's refresh token 1 time(s)",
+            "Bob asks for Alice's report -> 404: it is hers alone",
+        ):
+            assert step in out, f"missing from the trace: {step}\n{out}"
     assert not JWT.search(out), "a raw JWT appeared in the demo output"
     assert "Traceback" not in out
 
 
 def _api_processes() -> list[str]:
+    """The demo's processes of this checkout (by their working directory: another checkout's
+    demo may run on the same machine)."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if (proc / "cwd").resolve() != ROOT:
+                continue
         except OSError:
             continue
-        if "samples.middle_tier" in cmdline or "samples.downstream_api" in cmdline:
+        if any(f"samples.{name}" in cmdline
+               for name in ("middle_tier", "downstream_api", "worker")):
             found.append(cmdline)
     return found
 

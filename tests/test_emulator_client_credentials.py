@@ -9,17 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from emulator_fixtures import (
-    World,
-    assert_entra_error,
-    claims_of,
-    header_of,
-    post_token,
-    verify_with_jwks,
-    world_fixture,  # noqa: F401 - the world fixture
-)
 from joserfc import jwt
 from joserfc.jwk import RSAKey
+from support.checks import assert_entra_error
+from support.jose import claims_of, header_of
+from support.world import World, post_token, verify_with_jwks
 
 from flask_obo.testing import ClientCertificate, EntraEmulator, make_client_certificate
 

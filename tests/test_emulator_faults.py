@@ -1,18 +1,15 @@
-"""Injected faults: error statuses with Retry-After, delays, dropped connections, garbage."""
+"""Injected faults: error statuses with Retry-After, delays, held calls, dropped connections,
+garbage, a JSON body of the test's own; and an outage of the whole emulator."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 import requests
-from emulator_fixtures import (
-    World,
-    assert_entra_error,
-    post_token,
-    session_for,
-    world_fixture,  # noqa: F401 - the world fixture
-)
+from support.checks import assert_entra_error
+from support.world import World, post_token, session_for
 
 from flask_obo.testing import EntraEmulator
 from flask_obo.testing.pytest_plugin import EntraTestHelper
@@ -116,3 +113,63 @@ def test_clear_and_validation(entra_emulator: EntraEmulator) -> None:
         faults.inject("token", "status", status=200)
     with pytest.raises(ValueError):
         faults.inject("token", "delay")
+    with pytest.raises(ValueError):
+        faults.inject("token", "json", status=100)
+
+
+def test_json_fault_answers_a_body_of_the_tests_own(world: World) -> None:
+    world.emu.faults.inject("token", "json", body={"access_token": "x",
+                                                   "expires_in": float("inf")})
+    odd = post_token(world.emu, cc_data(world))
+    assert odd.status_code == 200
+    assert odd.headers["Content-Type"].startswith("application/json")
+    assert odd.text == '{"access_token": "x", "expires_in": Infinity}'
+    world.emu.faults.inject("token", "json", status=400, body={"error": "invalid_grant"})
+    refused = post_token(world.emu, cc_data(world))
+    assert (refused.status_code, refused.json()) == (400, {"error": "invalid_grant"})
+    assert post_token(world.emu, cc_data(world)).json()["access_token"] != "x"  # faults used up
+    assert [c.get("fault") for c in world.entra.calls("client_credentials")] == [
+        "json", "json", None]
+
+
+def test_hold_fault_answers_once_released(entra: EntraTestHelper) -> None:
+    emu = entra.emulator
+    hold = emu.faults.hold("jwks")
+    answers: list[requests.Response] = []
+    with session_for(emu) as session:
+        fetch = threading.Thread(target=lambda: answers.append(
+            session.get(emu.jwks_uri(), timeout=30)))
+        fetch.start()
+        assert hold.wait_reached()
+        assert answers == [] and entra.calls(endpoint="jwks") == []  # held: not answered yet
+        hold.release()
+        fetch.join(10)
+    assert answers[0].status_code == 200 and answers[0].json()["keys"]
+    assert entra.calls(endpoint="jwks")[-1]["fault"] == "hold"
+
+
+def test_clearing_faults_releases_held_calls(entra: EntraTestHelper) -> None:
+    emu = entra.emulator
+    hold = emu.faults.hold("discovery", timeout=60)
+    with session_for(emu) as session:
+        fetch = threading.Thread(target=lambda: session.get(emu.discovery_url(), timeout=60))
+        fetch.start()
+        assert hold.wait_reached()
+        emu.faults.clear()
+        fetch.join(10)
+        assert not fetch.is_alive()
+
+
+def test_unreachable_refuses_connections_then_serves_the_same_directory(
+        private_emulator: EntraEmulator) -> None:
+    emu = private_emulator
+    api = emu.register_app("kept", scopes=["read"])
+    kid = emu.signing_kid
+    with emu.unreachable(), session_for(emu) as session:
+        with pytest.raises(requests.exceptions.ConnectionError):
+            session.get(emu.discovery_url(), timeout=10)
+    with session_for(emu) as session:
+        assert session.get(emu.discovery_url(), timeout=10).status_code == 200
+        keys = session.get(emu.jwks_uri(), timeout=10).json()["keys"]
+    assert kid in {key["kid"] for key in keys}
+    assert emu.get_app(api.client_id) is api

@@ -14,14 +14,9 @@ import requests
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
-from emulator_fixtures import (
-    World,
-    assert_entra_error,
-    claims_of,
-    post_token,
-    session_for,
-    world_fixture,  # noqa: F401 - the world fixture
-)
+from support.checks import assert_entra_error
+from support.jose import claims_of
+from support.world import World, post_token, session_for
 
 from flask_obo.testing import EntraEmulator, make_client_certificate
 

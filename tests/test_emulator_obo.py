@@ -11,18 +11,11 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from emulator_fixtures import (
-    World,
-    assert_entra_error,
-    claims_of,
-    header_of,
-    post_token,
-    session_for,
-    verify_with_jwks,
-    world_fixture,  # noqa: F401 - the world fixture
-)
 from joserfc import jwt
 from joserfc.jwk import RSAKey
+from support.checks import assert_entra_error
+from support.jose import claims_of, header_of
+from support.world import World, post_token, session_for, verify_with_jwks
 
 from flask_obo.testing import EntraEmulator, make_client_certificate
 

@@ -6,13 +6,9 @@ import json
 from typing import Any
 
 import pytest
-from emulator_fixtures import (
-    World,
-    assert_entra_error,
-    claims_of,
-    verify_with_jwks,
-    world_fixture,  # noqa: F401 - the world fixture
-)
+from support.checks import assert_entra_error
+from support.jose import claims_of
+from support.world import World, verify_with_jwks
 
 from flask_obo.testing import EntraEmulator
 

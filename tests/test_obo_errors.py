@@ -7,37 +7,37 @@ nothing cached, nothing of a token in the logs, and recovery on the next request
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import TYPE_CHECKING, Any
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
-from obo_helpers import challenge_params, decode_claims
+from support.apps import MakeMiddle
+from support.checks import assert_unavailable, decode_claims, parse_challenge
+from support.timing import wait_for
 
 from flask_obo.signals import downstream_token_acquired, obo_failed
-
-if TYPE_CHECKING:
-    from obo_fixtures import Downstream, MakeMiddle
-
-pytest_plugins = ["obo_fixtures"]
+from flask_obo.testing import DownstreamStandIn
 
 
 def test_mfa_challenge_end_to_end(make_middle: MakeMiddle, entra: Any,
-                                  downstream: Downstream) -> None:
+                                  downstream: DownstreamStandIn) -> None:
     middle = make_middle()
-    alice = entra.add_user("alice", mfa_required_for=[downstream.app])
+    alice = entra.add_user("alice", mfa_required_for=[downstream.registration])
 
     refused = middle.get("/profile", middle.token_for(alice, mfa=False))
     assert refused.status_code == 401
     assert refused.content_type == "application/problem+json"
-    params = challenge_params(refused.headers["WWW-Authenticate"])
+    params = parse_challenge(refused.headers["WWW-Authenticate"])
     assert params["realm"] == f"api://{middle.api.client_id}"  # OBO_REALM's default
     assert params["error"] == "insufficient_claims"
     assert params["authorization_uri"] == f"{entra.authority()}/oauth2/v2.0/authorize"
     claims = decode_claims(params["claims"])
     assert claims["access_token"]["capolids"]["essential"] is True
     assert refused.get_json()["status"] == 401
-    assert decode_claims(params["claims"]) == __import__("json").loads(
-        refused.get_json()["claims"])
+    assert decode_claims(params["claims"]) == json.loads(refused.get_json()["claims"])
 
     # The client signs the user in again with the challenge and comes back with MFA.
     passed = middle.get("/profile", middle.token_for(alice, mfa=True))
@@ -47,7 +47,7 @@ def test_mfa_challenge_end_to_end(make_middle: MakeMiddle, entra: Any,
 
 
 def test_consent_required_then_granted(make_middle: MakeMiddle, entra: Any,
-                                       downstream: Downstream) -> None:
+                                       downstream: DownstreamStandIn) -> None:
     middle = make_middle(consent=False)
     alice = entra.add_user("alice")
     token = middle.token_for(alice)
@@ -59,19 +59,19 @@ def test_consent_required_then_granted(make_middle: MakeMiddle, entra: Any,
     with obo_failed.connected_to(record, sender=middle.app):
         refused = middle.get("/profile", token)
     assert refused.status_code == 403
-    params = challenge_params(refused.headers["WWW-Authenticate"])
+    params = parse_challenge(refused.headers["WWW-Authenticate"])
     assert params["proposedAction"] == "consent"
-    assert params["scopes"] == downstream.read_scope
+    assert params["scopes"] == downstream.scope("read")
     assert params["consentUri"].startswith(f"{entra.authority()}/oauth2/v2.0/authorize?")
     assert f"client_id={middle.api.client_id}" in params["consentUri"]
     body = refused.get_json()
-    assert body["scopes"] == [downstream.read_scope]
+    assert body["scopes"] == [downstream.scope("read")]
     assert body["aadsts"] == [65001]
     assert failures == [{"error": "invalid_grant", "codes": [65001],
-                         "scopes": (downstream.read_scope,)}]
+                         "scopes": (downstream.scope("read"),)}]
 
     # An admin consents: the next request succeeds (no refusal was cached).
-    entra.grant_consent(client=middle.api, resource=downstream.app, scopes=["read"])
+    entra.grant_consent(client=middle.api, resource=downstream.registration, scopes=["read"])
     assert middle.get("/profile", token).status_code == 200
 
 
@@ -82,7 +82,7 @@ def test_revoked_assertion_is_invalid_token(make_middle: MakeMiddle, entra: Any)
     entra.revoke_user_sessions(alice)
     refused = middle.get("/profile", token)
     assert refused.status_code == 401
-    params = challenge_params(refused.headers["WWW-Authenticate"])
+    params = parse_challenge(refused.headers["WWW-Authenticate"])
     assert params["error"] == "invalid_token"
     assert refused.get_json()["aadsts"] == [50173]
 
@@ -151,6 +151,46 @@ def test_identity_provider_fault_is_503_then_recovers(
     assert sources == ["identity_provider"]  # nothing was cached: a fresh OBO succeeded
 
 
+@pytest.mark.parametrize(("sent", "expected"), [
+    ("7", "7"), ("100000", "300"), ("9" * 5000, "300"),  # int() of > 4300 digits would raise
+    ("\u0663".encode().decode("latin-1"), "5"),  # a non-ASCII digit, as HTTP delivers it
+    ("soon", "5"),
+], ids=["seconds", "too-long", "5000-digits", "non-ascii-digit", "not-a-number"])
+def test_retry_after_is_bounded_whatever_the_identity_provider_sends(
+        make_middle: MakeMiddle, entra: Any, sent: str, expected: str) -> None:
+    middle = make_middle()
+    token = middle.token_for(entra.add_user("alice"))
+    entra.faults.inject("token", "status", status=503, retry_after=sent)
+    assert_unavailable(middle.get("/profile", token), expected)
+
+
+def test_aadsts_codes_from_any_error_description_never_raise(make_middle: MakeMiddle,
+                                                             entra: Any) -> None:
+    middle = make_middle()
+    token = middle.token_for(entra.add_user("alice"))
+    entra.faults.inject("token", "json", status=400, body={
+        "error": "invalid_grant", "error_description": "AADSTS" + "9" * 5000})
+    refused = middle.get("/profile", token)
+    assert refused.status_code == 401, refused.get_json()
+    assert refused.get_json()["reason"] == "invalid_grant"
+    assert refused.get_json()["aadsts"] == [999999999]
+    entra.faults.inject("token", "json", status=400, body={
+        "error": "invalid_grant", "error_description": "AADSTS50013: assertion expired"})
+    assert middle.get("/profile", token).get_json()["aadsts"] == [50013]
+
+
+@pytest.mark.parametrize("expires_in", [float("inf"), float("nan"), "soon", -5, 0])
+def test_a_token_answer_without_a_usable_lifetime_is_a_503_not_a_500(
+        make_middle: MakeMiddle, entra: Any, expires_in: Any) -> None:
+    middle = make_middle()
+    token = middle.token_for(entra.add_user("alice"))
+    entra.faults.inject("token", "json", body={"access_token": "eyJ.x.y", "token_type": "Bearer",
+                                               "expires_in": expires_in})
+    failed = middle.get("/profile", token)
+    assert assert_unavailable(failed)["reason"] == "malformed_response"
+    assert middle.get("/profile", token).status_code == 200  # nothing was cached
+
+
 def test_discovery_outage_at_first_use_is_503_then_recovers(make_middle: MakeMiddle,
                                                              entra: Any) -> None:
     middle = make_middle()
@@ -169,15 +209,11 @@ def test_discovery_outage_at_first_use_is_503_then_recovers(make_middle: MakeMid
 
 def test_concurrent_waiters_share_the_leaders_failure(make_middle: MakeMiddle,
                                                       entra: Any) -> None:
-    import threading
-    import time
-    from concurrent.futures import ThreadPoolExecutor
-
     middle = make_middle(OBO_HTTP_TIMEOUT=0.3)
     alice = entra.add_user("alice")
     token = middle.token_for(alice)
     middle.acquirer.client(middle.app.extensions["obo"].config.tenant)
-    entra.faults.inject("token", "delay", delay=1.0)  # the one call times out
+    hold = entra.faults.hold("token")  # the one call times out while the emulator holds it
     barrier = threading.Barrier(8)
 
     def call(_: int) -> int:
@@ -188,6 +224,7 @@ def test_concurrent_waiters_share_the_leaders_failure(make_middle: MakeMiddle,
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(call, range(8)))
     assert statuses == [503] * 8
-    time.sleep(1.0)  # let the emulator finish (and record) the abandoned call
+    hold.release()  # the emulator answers (and records) the abandoned call
+    assert wait_for(lambda: middle.obo_calls())
     assert len(middle.obo_calls()) == 1
     assert middle.get("/profile", token).status_code == 200

@@ -2,31 +2,30 @@
 
 One OBO call per user and scope set, then the cache; each user's own token downstream; a new
 OBO after expiry; refresh ahead of expiry without making a request wait; one OBO call for
-concurrent first requests; MSAL's own cache stays empty however many users come.
+concurrent first requests; MSAL's own cache stays empty and ours is bounded however many users
+come (at 10,000 users, with the memory they take: ``benchmarks/bench_memory.py``).
+
+Token lifetimes pass on the middle tier's clock (``FlaskOBO(clock=...)``), never by sleeping.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import threading
-import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import pytest
+from flask import Flask
+from support.apps import MakeMiddle
+from support.checks import bearer
+from support.timing import Clock
 
+from flask_obo import FlaskOBO, acquire_token_for_user
 from flask_obo.signals import downstream_token_acquired
-
-if TYPE_CHECKING:
-    from obo_fixtures import Downstream, MakeMiddle
-
-pytest_plugins = ["obo_fixtures"]
+from flask_obo.testing import DownstreamStandIn
 
 
 def test_first_request_does_obo_then_the_cache_serves(make_middle: MakeMiddle, entra: Any,
-                                                       downstream: Downstream) -> None:
+                                                       downstream: DownstreamStandIn) -> None:
     middle = make_middle()
     alice = entra.add_user("alice")
     token = middle.token_for(alice)
@@ -72,24 +71,17 @@ def test_a_new_assertion_of_the_same_user_is_a_new_cache_entry(make_middle: Make
     assert len(middle.obo_calls()) == 2
 
 
-@pytest.fixture
-def short_obo_lifetime(entra_emulator: Any) -> Iterator[int]:
-    before = entra_emulator.obo_token_lifetime
-    entra_emulator.obo_token_lifetime = 4
-    yield 4
-    entra_emulator.obo_token_lifetime = before
-
-
 def test_after_expiry_a_new_obo_happens(make_middle: MakeMiddle, entra: Any,
-                                        short_obo_lifetime: int) -> None:
-    middle = make_middle(OBO_CACHE_EXPIRY_MARGIN=1, OBO_CACHE_REFRESH_AHEAD=0)
+                                        clock: Clock) -> None:
+    middle = make_middle(clock=clock, OBO_CACHE_EXPIRY_MARGIN=60, OBO_CACHE_REFRESH_AHEAD=0)
     alice = entra.add_user("alice")
-    token = middle.token_for(alice)
+    token = middle.token_for(alice, lifetime=7200)  # the caller's token outlives the OBO token
     first = middle.get("/profile", token).get_json()["downstream"]["token"]
+    clock.advance(3600 - 60 - 1)  # the emulator's lifetime, less the margin: still usable
     assert middle.get("/profile", token).get_json()["downstream"]["token"] == first
     assert len(middle.obo_calls()) == 1
 
-    time.sleep(short_obo_lifetime - 1 + 0.2)  # past expiry minus the margin
+    clock.advance(2)  # past expiry minus the margin
     renewed = middle.get("/profile", token).get_json()["downstream"]
     assert len(middle.obo_calls()) == 2
     assert renewed["token"] != first
@@ -97,19 +89,20 @@ def test_after_expiry_a_new_obo_happens(make_middle: MakeMiddle, entra: Any,
 
 
 def test_refresh_ahead_renews_in_the_background(make_middle: MakeMiddle, entra: Any,
-                                                short_obo_lifetime: int) -> None:
-    # Lifetime 4 s, margin 1 s: usable for 3 s, refreshed once 1.5 s of that remain.
-    middle = make_middle(OBO_CACHE_EXPIRY_MARGIN=1, OBO_CACHE_REFRESH_AHEAD=60)
+                                                clock: Clock) -> None:
+    # Lifetime 3600 s, margin 60 s, refresh ahead 300 s: refreshed once 3240 s have passed.
+    middle = make_middle(clock=clock, OBO_CACHE_EXPIRY_MARGIN=60, OBO_CACHE_REFRESH_AHEAD=300)
     alice = entra.add_user("alice")
-    token = middle.token_for(alice)
+    token = middle.token_for(alice, lifetime=7200)
     first = middle.get("/profile", token).get_json()["downstream"]["token"]
-    time.sleep(1.7)
-    entra.faults.inject("token", "delay", delay=0.8)  # the refresh is slow...
-    started = time.perf_counter()
+    clock.advance(3300)
+    hold = entra.faults.hold("token")  # the refresh waits at the identity provider...
     during = middle.get("/profile", token).get_json()["downstream"]["token"]
-    assert time.perf_counter() - started < 0.6  # ...but this request did not wait for it
-    assert during == first  # the still-valid token kept serving
-    middle.acquirer.cache.close()  # wait for the background refresh to be stored
+    assert during == first  # ...while the still-valid token kept serving this request
+    assert hold.wait_reached(), "no refresh reached the identity provider"
+    assert len(middle.obo_calls()) == 1  # the refresh is still held: nobody waited for it
+    hold.release()
+    middle.cache.close()  # wait for the background refresh to be stored
     assert len(middle.obo_calls()) == 2
     after = middle.get("/profile", token).get_json()["downstream"]["token"]
     assert after != first
@@ -127,7 +120,7 @@ def test_concurrent_first_requests_make_one_obo_call(make_middle: MakeMiddle,
     def call(_: int) -> Any:
         client = middle.app.test_client()
         barrier.wait()
-        response = client.get("/profile", headers={"Authorization": f"Bearer {token}"})
+        response = client.get("/profile", headers=bearer(token))
         return response.status_code, response.get_json()["downstream"]["oid"]
 
     with ThreadPoolExecutor(32) as pool:
@@ -148,8 +141,7 @@ def test_many_users_in_parallel_each_see_their_own_token(make_middle: MakeMiddle
         sources.append(kwargs["source"])
 
     def call(oid: str) -> tuple[str, str]:
-        client = middle.app.test_client()
-        response = client.get("/profile", headers={"Authorization": f"Bearer {tokens[oid]}"})
+        response = middle.app.test_client().get("/profile", headers=bearer(tokens[oid]))
         assert response.status_code == 200, response.get_json()
         return oid, response.get_json()["downstream"]["oid"]
 
@@ -162,53 +154,68 @@ def test_many_users_in_parallel_each_see_their_own_token(make_middle: MakeMiddle
     assert len(sources) == len(work)
 
 
-def test_msal_cache_stays_empty_and_ours_is_ttl_bound(make_middle: MakeMiddle, entra: Any,
-                                                      downstream: Downstream) -> None:
-    """Distinct users through the OBO path: MSAL's in-memory cache holds nothing, ours holds
-    one TTL-bound entry per user in Flask-Caching and a bounded in-process front.
-
-    The acceptance size, 10,000 users, takes about a minute and a quarter (a real MSAL call and
-    a real RSA signature per user); FLASK_OBO_MEMORY_USERS=1500 makes a quick local run with
-    the same assertions.
-    """
-    users_count = int(os.environ.get("FLASK_OBO_MEMORY_USERS", "10000"))
-    middle = make_middle(OBO_CACHE_LOCAL_SIZE=256, OBO_CACHE_EXPIRY_MARGIN=60)
-    acquirer = middle.acquirer
+def test_msal_cache_stays_empty_and_ours_is_bounded(make_middle: MakeMiddle, entra: Any,
+                                                    clock: Clock) -> None:
+    """Distinct users through the OBO path: MSAL's in-memory cache holds nothing; ours holds one
+    entry per user, each until its token's expiry minus the margin, behind a bounded in-process
+    front. (10,000 users and the memory they take: benchmarks/bench_memory.py.)"""
+    users_count, front = 150, 40
+    middle = make_middle(clock=clock, OBO_CACHE_LOCAL_SIZE=front, OBO_CACHE_EXPIRY_MARGIN=60,
+                         OBO_CACHE_REFRESH_AHEAD=0)
     users = [entra.add_user(f"m{i}") for i in range(users_count)]
-    tokens = [middle.token_for(u) for u in users]
-    scopes = (downstream.read_scope,)
+    tokens = [middle.token_for(u, lifetime=7200) for u in users]
 
     def one(index: int) -> str:
-        token = tokens[index]
-        with middle.app.test_request_context(headers={"Authorization": f"Bearer {token}"}):
-            return str(acquirer.on_behalf_of(token, hashlib.sha256(token.encode()).hexdigest(),
-                                             scopes, user=users[index].oid).token)
+        with middle.app.test_request_context(headers=bearer(tokens[index])):
+            return acquire_token_for_user(api="down").token
 
-    started = time.time()
     with ThreadPoolExecutor(8) as pool:
         issued = list(pool.map(one, range(users_count)))
     assert len(set(issued)) == users_count  # one distinct downstream token per user
     assert len(middle.obo_calls()) == users_count
-    assert acquirer.msal_cache_size() == 0
-    assert len(acquirer._clients) == 1  # one MSAL app for the tenant, reused
-
-    backend = acquirer.cache.backend
-    stored = {k: v for k, v in backend._cache.items() if k.startswith("flask_obo:")}
-    assert len(stored) == users_count
-    lifetime = 3600  # the emulator's default
-    for expires, _ in stored.values():  # each entry dies with its token, minus the margin
-        assert started + lifetime - 60 - 2 <= expires <= time.time() + lifetime - 60 + 1
-    assert len(acquirer.cache.local.entries) <= 256
-    # Served from the cache now, without the identity provider:
-    assert one(0) == issued[0]
+    assert middle.acquirer.msal_cache_size() == 0
+    # No public count of MSAL apps: one for the tenant, reused, is what this asserts.
+    assert len(middle.acquirer._clients) == 1
+    assert len(middle.cache.local.entries) <= front
+    # Every user's token is still cached (most of them no longer in the front):
+    clock.advance(3600 - 60 - 1)
+    assert [one(i) for i in range(users_count)] == issued
     assert len(middle.obo_calls()) == users_count
+    # ... until its expiry minus the margin, then nobody's is.
+    clock.advance(2)
+    assert one(0) != issued[0] and one(users_count - 1) != issued[-1]
+    assert len(middle.obo_calls()) == users_count + 2
+
+
+def test_an_absurd_token_lifetime_is_cached_for_a_day_at_most(make_middle: MakeMiddle,
+                                                              entra: Any, clock: Clock) -> None:
+    middle = make_middle(clock=clock)
+    token = middle.token_for(entra.add_user("alice"))
+    entra.faults.inject("token", "json", body={"access_token": "eyJ.x.y", "token_type": "Bearer",
+                                               "expires_in": 10**15})
+    with middle.app.test_request_context(headers=bearer(token)):
+        assert acquire_token_for_user(api="down").expires_on == clock() + 86_400
+
+
+def test_msal_apps_per_tenant_are_bounded_for_an_api_open_to_any_tenant(entra: Any) -> None:
+    api = entra.register_app("any-tenant-middle", secret="s3cret", scopes=["access_as_user"],
+                             multi_tenant=True)
+    app = Flask("any-tenant")
+    app.config.update(OBO_AUTHORITY=entra.authority("organizations"),
+                      OBO_CLIENT_ID=api.client_id, OBO_CLIENT_SECRET="s3cret",
+                      OBO_ALLOWED_TENANTS="*", OBO_CA_BUNDLE=entra.ca_bundle)
+    FlaskOBO(app)
+    acquirer = app.extensions["obo"].acquirer
+    acquirer.max_clients = 2
+    tenants = [entra.tenant_id, entra.add_tenant(), entra.add_tenant(), entra.add_tenant()]
+    built = {tid: acquirer.client(tid) for tid in tenants}
+    for tid in tenants[-2:]:
+        assert acquirer.client(tid) is built[tid]  # kept: the two built last
+    assert acquirer.client(tenants[0]) is not built[tenants[0]]  # the oldest went first...
+    assert acquirer.client(tenants[0]) is not None  # ...and an evicted tenant is simply rebuilt
 
 
 def test_multi_tenant_api_asks_each_callers_own_tenant(entra: Any) -> None:
-    from flask import Flask
-
-    from flask_obo import FlaskOBO, acquire_token_for_user
-
     other_tid = entra.add_tenant()
     api = entra.register_app("saas-middle", secret="s3cret", scopes=["access_as_user"],
                              multi_tenant=True)
@@ -237,5 +244,6 @@ def test_multi_tenant_api_asks_each_callers_own_tenant(entra: Any) -> None:
     calls = entra.calls("on_behalf_of")
     assert [c["tenant"] for c in calls] == [entra.tenant_id, other_tid,
                                             entra.tenant_id, other_tid]
+    # No public list of MSAL apps: one per tenant, never /organizations, is what this asserts.
     assert sorted(app.extensions["obo"].acquirer._clients) == sorted(
-        [entra.tenant_id, other_tid])  # one MSAL app per tenant, never /organizations
+        [entra.tenant_id, other_tid])

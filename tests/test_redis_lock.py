@@ -10,21 +10,19 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from flask_caching.backends.rediscache import RedisCache
-from redis_helpers import raw_values, redis_client
+from support.apps import MakeMiddle
+from support.redis import raw_values, redis_client
+from support.timing import wait_for
 
 from flask_obo.cache import AccessToken, OboTokenCache
 from flask_obo.cache._redis_lock import RedisLocks
 from flask_obo.cache._redis_store import RedisEntryStore
 from flask_obo.testing.redis_server import RedisServer
 
-if TYPE_CHECKING:
-    from redis_fixtures import MakeRedisMiddle
-
-pytest_plugins = ["redis_fixtures"]
 pytestmark = pytest.mark.redis
 
 
@@ -37,7 +35,8 @@ def test_only_the_holder_releases(redis_server: RedisServer) -> None:
     name = locks.name("flask_obo:k")
     assert locks.acquire(name, "first")
     assert not locks.acquire(name, "second")  # held
-    time.sleep(0.4)  # the first holder's lock expired (it is slow, or dead)
+    redis = redis_client(redis_server.url)
+    assert wait_for(lambda: redis.get(name) is None)  # it expired (its holder is slow, or dead)
     assert locks.acquire(name, "second")
     assert not locks.release(name, "first")  # too late: not its lock any more
     assert redis_client(redis_server.url).get(name) == b"second"
@@ -46,23 +45,30 @@ def test_only_the_holder_releases(redis_server: RedisServer) -> None:
 
 
 def test_a_waiter_takes_the_lock_when_the_holder_releases(redis_server: RedisServer) -> None:
-    locks = RedisLocks(store_on(redis_server), ttl=5, wait=3)
-    held = threading.Event()
+    locks = RedisLocks(store_on(redis_server), ttl=5, wait=5)
+    held, release, waiter_got = threading.Event(), threading.Event(), threading.Event()
 
     def holder() -> None:
         with locks("flask_obo:k") as got:
             assert got
             held.set()
-            time.sleep(0.3)
+            release.wait(10)
 
-    thread = threading.Thread(target=holder)
-    thread.start()
-    held.wait(2)
-    started = time.monotonic()
-    with locks("flask_obo:k") as got:
-        waited = time.monotonic() - started
-    thread.join()
-    assert got and 0.2 <= waited < 1.5
+    def waiter() -> None:
+        with locks("flask_obo:k") as got:
+            if got:
+                waiter_got.set()
+
+    holding = threading.Thread(target=holder)
+    holding.start()
+    assert held.wait(5)
+    waiting = threading.Thread(target=waiter)
+    waiting.start()
+    assert not waiter_got.wait(0.3)  # nobody else gets the lock while it is held...
+    release.set()
+    assert waiter_got.wait(5)  # ...and the waiter gets it once released
+    for thread in (holding, waiting):
+        thread.join()
 
 
 def test_a_waiter_gives_up_after_its_wait(redis_server: RedisServer,
@@ -72,12 +78,12 @@ def test_a_waiter_gives_up_after_its_wait(redis_server: RedisServer,
     started = time.monotonic()
     with locks("flask_obo:k") as got:
         waited = time.monotonic() - started
-    assert not got and 0.25 <= waited < 1.0
+    assert not got and waited >= 0.25  # it waited its wait, then went on without the lock
     assert "still held" in caplog.text
 
 
 def test_a_dead_holders_lock_expires_and_a_waiter_calls_the_idp(
-        make_redis_middle: MakeRedisMiddle, redis_server: RedisServer, entra: Any) -> None:
+        make_redis_middle: MakeMiddle, redis_server: RedisServer, entra: Any) -> None:
     first = make_redis_middle(redis_server.url, OBO_CACHE_LOCK_TIMEOUT=1)
     alice = entra.add_user("alice")
     token = first.token_for(alice)
@@ -92,9 +98,9 @@ def test_a_dead_holders_lock_expires_and_a_waiter_calls_the_idp(
     started = time.monotonic()
     answer = second.profile(token)
     waited = time.monotonic() - started
-    assert answer.status_code == 200 and answer.get_json()["oid"] == alice.oid
-    assert 0.7 <= waited < 5
-    assert second.obo_calls() == 2  # the waiter called the identity provider itself
+    assert answer.status_code == 200 and answer.get_json()["downstream"]["oid"] == alice.oid
+    assert waited >= 0.7  # until the dead holder's lock expired
+    assert len(second.obo_calls()) == 2  # the waiter called the identity provider itself
     assert set(raw_values(redis_server.url)) == {entry}  # refilled; its own lock released
 
 
@@ -110,7 +116,7 @@ def _concurrently(calls: list[Callable[[], Any]]) -> list[Any]:
 
 
 def test_instances_sharing_redis_make_one_call_per_user(
-        make_redis_middle: MakeRedisMiddle, redis_server: RedisServer, entra: Any) -> None:
+        make_redis_middle: MakeMiddle, redis_server: RedisServer, entra: Any) -> None:
     instances = [make_redis_middle(redis_server.url) for _ in range(3)]
     users = [entra.add_user(f"user{i}") for i in range(4)]
     tokens = {user.oid: instances[0].token_for(user) for user in users}
@@ -137,7 +143,7 @@ def test_instances_sharing_redis_make_one_call_per_user(
     for who, status, body in results:
         assert status == 200, body
         if who != "app":
-            assert body["oid"] == who  # each user's own token
+            assert body["downstream"]["oid"] == who  # each user's own token
     obo = entra.calls("on_behalf_of")
     assert len(obo) == len(users)
     assert len({call["user"] for call in obo}) == len(users)
@@ -153,15 +159,17 @@ def test_one_refresh_ahead_of_expiry_between_processes(redis_server: RedisServer
     # An entry whose refresh is due (as another process wrote it).
     store.set(key, processes[0].codec.encode(key, ("old-token", now + 100, now - 1, ("s",))), 100)
     fetches: list[str] = []
+    all_started = threading.Event()
 
     def fetch() -> AccessToken:
         fetches.append("call")
-        time.sleep(0.3)
+        all_started.wait(5)  # hold the lock until every process has started its refresh
         return AccessToken("new-token", time.time() + 3600, ("s",))
 
     for cache in processes:
         assert cache.get(key).refresh_on <= time.time()  # each serves the old token...
     started = [cache.refresh_in_background(key, fetch) for cache in processes]
+    all_started.set()
     for cache in processes:
         cache.close()  # waits for the background refreshes
     assert all(started) and len(fetches) == 1  # ...and they refreshed it once between them

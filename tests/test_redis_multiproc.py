@@ -6,54 +6,29 @@ make none; Redis then holds each token only encrypted.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import requests
-from redis_helpers import leaks, middle_settings, raw_values
+from support.apps import middle_settings
+from support.processes import TESTS, flask_environment, stop_process
+from support.redis import leaks, raw_values
+from support.servers import free_port
+from support.timing import wait_for
 
+from flask_obo.testing import App, DownstreamStandIn
 from flask_obo.testing.redis_server import RedisServer
 
-if TYPE_CHECKING:
-    from redis_fixtures import TokenDownstream
-
-    from flask_obo.testing import App
-
-pytest_plugins = ["redis_fixtures"]
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
-TESTS = Path(__file__).resolve().parent
 WORKERS = 3
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def environment(settings: dict[str, Any]) -> dict[str, str]:
-    """The middle tier's settings as gunicorn workers read them (``multiproc_app``)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
-    for key, value in settings.items():
-        env[f"FLASK_{key}"] = value if isinstance(value, str) else json.dumps(value)
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(TESTS.parent),
-                                         env.get("PYTHONPATH", "")])
-    return env
 
 
 class Gunicorn:
@@ -64,30 +39,29 @@ class Gunicorn:
             [sys.executable, "-m", "gunicorn", "--workers", str(workers),
              "--worker-class", "gthread", "--threads", "4", "--bind", f"127.0.0.1:{self.port}",
              "--graceful-timeout", "2", "--log-level", "warning", "multiproc_app:app"],
-            cwd=TESTS, env=environment(settings), stdout=subprocess.PIPE,
+            cwd=TESTS, env=flask_environment(settings), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT)
 
     def wait_ready(self, workers: int, timeout: float = 30) -> None:
         """Until every worker has booted and answered (each has its own pid)."""
         seen: set[int] = set()
-        deadline = time.monotonic() + timeout
-        while len(seen) < workers:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"gunicorn did not start {workers} workers: {self.output()}")
+
+        def all_answered() -> bool:
+            if self.process.poll() is not None:
+                return True  # it died: no use waiting
             try:
                 seen.add(requests.get(f"{self.url}/health", timeout=2).json()["pid"])
             except requests.RequestException:
-                time.sleep(0.1)
+                pass
+            return len(seen) >= workers
+
+        if not wait_for(all_answered, timeout=timeout, interval=0.1) or \
+                self.process.poll() is not None:
+            self.stop()
+            pytest.fail(f"gunicorn did not start {workers} workers: {self.output()}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # quick shutdown
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process, sig=signal.SIGINT)  # gunicorn's quick shutdown
 
     def output(self) -> str:
         return self.process.stdout.read().decode(errors="replace") if self.process.stdout \
@@ -95,9 +69,10 @@ class Gunicorn:
 
 
 @pytest.fixture
-def gunicorn_middle(entra: Any, middle_api: App, token_downstream: TokenDownstream,
+def gunicorn_middle(entra: Any, middle_api: App, downstream: DownstreamStandIn,
                     redis_server: RedisServer) -> Iterator[Gunicorn]:
-    server = Gunicorn(middle_settings(entra, middle_api, token_downstream, redis_server.url))
+    server = Gunicorn(middle_settings(entra, middle_api, downstream,
+                                      redis_url=redis_server.url))
     try:
         server.wait_ready(WORKERS)
         yield server
@@ -122,10 +97,10 @@ def fire(url: str, requests_: list[tuple[str, str, str]]) -> list[tuple[str, int
 
 def test_one_obo_call_per_user_across_worker_processes(
         gunicorn_middle: Gunicorn, entra: Any, middle_api: App, redis_server: RedisServer,
-        token_downstream: TokenDownstream) -> None:
+        downstream_tokens: list[str]) -> None:
     users = [entra.add_user(f"user{i}") for i in range(5)]
     tokens = {user.oid: entra.issue_user_token(user, resource=middle_api) for user in users}
-    seen_before = len(token_downstream.tokens)
+    seen_before = len(downstream_tokens)
     # A slow identity provider keeps each first call open while the other workers arrive.
     entra.faults.inject("token", "delay", delay=0.5, count=len(users) + 1)
     wave = [(user.oid, "/profile", tokens[user.oid]) for user in users for _ in range(6)]
@@ -136,7 +111,7 @@ def test_one_obo_call_per_user_across_worker_processes(
     for who, status, body in first:
         assert status == 200, body
         if who != "app":
-            assert body["oid"] == who  # each user's own token
+            assert body["downstream"]["oid"] == who  # each user's own token
         pids_by_user[who].add(body["pid"])
     assert len(set().union(*pids_by_user.values())) >= 2, "one worker served everything"
     assert any(len(pids) >= 2 for pids in pids_by_user.values()), \
@@ -148,11 +123,11 @@ def test_one_obo_call_per_user_across_worker_processes(
 
     again = fire(gunicorn_middle.url, wave)  # every worker, every user: from the cache
     assert all(status == 200 for _, status, _ in again)
-    assert all(body["oid"] == who for who, _, body in again if who != "app")
+    assert all(body["downstream"]["oid"] == who for who, _, body in again if who != "app")
     assert len(entra.calls("on_behalf_of")) == len(users)
     assert len(entra.calls("client_credentials")) == 1
 
-    issued = sorted(set(token_downstream.tokens[seen_before:]))
+    issued = sorted(set(downstream_tokens[seen_before:]))
     assert len(issued) == len(users) + 1
     values = raw_values(redis_server.url)
     assert len(values) == len(users) + 1  # one entry per user (and the app); no lock left

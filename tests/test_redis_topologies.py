@@ -5,37 +5,34 @@ through a sentinel, and a one-node cluster. Instances share encrypted entries, a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
-from redis_helpers import raw_values
+from support.apps import MakeMiddle
+from support.redis import raw_values
 
 from flask_obo.cache._redis_store import RedisEntryStore
 from flask_obo.testing.redis_server import RedisServer
 
-if TYPE_CHECKING:
-    from redis_fixtures import MakeRedisMiddle
-
-pytest_plugins = ["redis_fixtures"]
 pytestmark = pytest.mark.redis
 
 
-def share_between_instances(make: MakeRedisMiddle, entra: Any, settings: dict[str, Any],
+def share_between_instances(make: MakeMiddle, entra: Any, settings: dict[str, Any],
                             url: str) -> None:
     first, second = make(None, OBO_CACHE=settings), make(None, OBO_CACHE=settings)
     alice = entra.add_user("alice")
     token = first.token_for(alice)
     for middle in (first, second):
         answer = middle.profile(token)
-        assert answer.status_code == 200 and answer.get_json()["oid"] == alice.oid
-    assert first.obo_calls() == 1
+        assert answer.status_code == 200 and answer.get_json()["downstream"]["oid"] == alice.oid
+    assert len(first.obo_calls()) == 1
     assert type(first.cache.backend.backend).__name__.endswith(settings["CACHE_TYPE"])
     assert isinstance(first.cache.backend, RedisEntryStore)
     (value,) = raw_values(url).values()  # the entry, and no lock left behind
     assert value[:1] == b"\x01"  # sealed (AES-GCM)
 
 
-def test_sentinel(make_redis_middle: MakeRedisMiddle, entra: Any,
+def test_sentinel(make_redis_middle: MakeMiddle, entra: Any,
                   redis_sentinel: tuple[RedisServer, int]) -> None:
     master, sentinel_port = redis_sentinel
     share_between_instances(make_redis_middle, entra, {
@@ -45,7 +42,7 @@ def test_sentinel(make_redis_middle: MakeRedisMiddle, entra: Any,
     }, master.url)
 
 
-def test_cluster(make_redis_middle: MakeRedisMiddle, entra: Any, redis_cluster: int) -> None:
+def test_cluster(make_redis_middle: MakeMiddle, entra: Any, redis_cluster: int) -> None:
     share_between_instances(make_redis_middle, entra, {
         "CACHE_TYPE": "RedisClusterCache",
         "CACHE_REDIS_CLUSTER": f"127.0.0.1:{redis_cluster}",

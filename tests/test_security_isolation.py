@@ -17,13 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from security_fixtures import (
-    DownstreamBehaviour,
-    LoopbackApp,
-    build_downstream,
-    build_middle,
-    claims_of,
-)
+from support.apps import build_middle
+from support.checks import bearer
+
+from flask_obo.testing import DownstreamCall, DownstreamStandIn
 
 USERS = 100
 CALLS_PER_USER = 4
@@ -35,7 +32,7 @@ class Run:
     users: list[Any]
     tokens: list[str]
     results: list[tuple[int, int, dict[str, Any] | None]]  # (user index, status, body)
-    behaviour: DownstreamBehaviour
+    downstream_calls: list[DownstreamCall]
     obo_calls: list[dict[str, Any]]
     middle_client_id: str
 
@@ -48,10 +45,8 @@ def run(entra_emulator: Any) -> Iterator[Run]:
     middle = emu.register_app(f"iso-middle-{tag}", secret=secret, scopes=["access_as_user"])
     down = emu.register_app(f"iso-down-{tag}", scopes=["read"])
     emu.grant_consent(client=middle, resource=down, scopes=["read"])
-    behaviour = DownstreamBehaviour()
-    with LoopbackApp(build_downstream(emu, down, behaviour)) as server:
-        app = build_middle(emu, middle, secret, {
-            "down": {"base_url": server.url, "scopes": [f"{down.app_id_uri}/read"]}})
+    with DownstreamStandIn(emu, down) as stand_in:
+        app = build_middle(emu, middle, stand_in, secret=secret)
         users = [emu.add_user(f"iso-{i}-{tag}@contoso.test") for i in range(USERS)]
         tokens = [emu.issue_user_token(u, resource=middle, scopes=["access_as_user"])
                   for u in users]
@@ -59,14 +54,13 @@ def run(entra_emulator: Any) -> Iterator[Run]:
         random.Random(20240607).shuffle(order)
 
         def call(index: int) -> tuple[int, int, dict[str, Any] | None]:
-            response = app.test_client().get(
-                "/call/down", headers={"Authorization": f"Bearer {tokens[index]}"})
+            response = app.test_client().get("/call/down/echo", headers=bearer(tokens[index]))
             return index, response.status_code, response.get_json(silent=True)
 
         with ThreadPoolExecutor(THREADS) as pool:
             results = list(pool.map(call, order))
         obo_calls = [c for c in emu.calls("on_behalf_of") if c.get("client_id") == middle.client_id]
-        yield Run(users, tokens, results, behaviour, obo_calls, middle.client_id)
+        yield Run(users, tokens, results, list(stand_in.calls), obo_calls, middle.client_id)
 
 
 def test_every_response_carries_its_own_users_oid(run: Run) -> None:
@@ -78,15 +72,15 @@ def test_every_response_carries_its_own_users_oid(run: Run) -> None:
 
 
 def test_every_downstream_token_belongs_to_one_user(run: Run) -> None:
-    """Each token the downstream API received names one user, and a user it was obtained for."""
+    """Each token the downstream API received (and validated) names one user, and a user it was
+    obtained for."""
     oids = {u.oid for u in run.users}
-    owners: dict[str, set[str]] = defaultdict(set)
-    for header in run.behaviour.seen:
-        token = header.removeprefix("Bearer ")
-        claims = claims_of(token)
-        assert claims["azp"] == run.middle_client_id  # obtained by the middle tier (OBO)
-        owners[token].add(claims["oid"])
-    assert len(run.behaviour.seen) == USERS * CALLS_PER_USER
+    owners: dict[str | None, set[str]] = defaultdict(set)
+    for call in run.downstream_calls:
+        assert call.status == 200 and call.claims is not None, call
+        assert call.claims["azp"] == run.middle_client_id  # obtained by the middle tier (OBO)
+        owners[call.token].add(call.claims["oid"])
+    assert len(run.downstream_calls) == USERS * CALLS_PER_USER
     assert all(len(o) == 1 for o in owners.values())
     assert {next(iter(o)) for o in owners.values()} == oids
 
@@ -96,5 +90,5 @@ def test_one_obo_call_per_user_under_concurrency(run: Run) -> None:
     every one of them a success."""
     assert len(run.obo_calls) == USERS, Counter(c.get("status") for c in run.obo_calls)
     assert all(c.get("status") == 200 for c in run.obo_calls)
-    downstream_tokens = {h for h in run.behaviour.seen}
+    downstream_tokens = {call.token for call in run.downstream_calls}
     assert len(downstream_tokens) == USERS

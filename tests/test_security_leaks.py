@@ -26,22 +26,15 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from flask_caching import Cache
-from security_fixtures import (
-    DownstreamBehaviour,
-    LoopbackApp,
-    attacker_rsa_key,
-    authority_signing_key,
-    build_downstream,
-    build_middle,
-    compose,
-    resign,
-    sign_with,
-)
+from support.apps import build_middle
+from support.jose import attacker_rsa_key, authority_signing_key, compose, resign, sign_with
 
-from flask_obo import current_token, requires_downstream, signals
-from flask_obo.testing import make_client_certificate
+from flask_obo import ConfigError, FlaskOBO, current_token, requires_downstream, signals
+from flask_obo.config import OboConfig
+from flask_obo.errors import InvalidToken
+from flask_obo.testing import DownstreamStandIn, make_client_certificate
 
 _STANDARD_RECORD_FIELDS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message", "asctime"}
@@ -168,7 +161,7 @@ class Stack:
     middle_pfx: Flask
     middle_reg: Any
     down_reg: Any
-    behaviour: DownstreamBehaviour
+    downstream_tokens: list[str]  # raw, as the downstream API received them
     cache: Cache
     tag: str
     signer: Any
@@ -194,12 +187,13 @@ class Stack:
             acquirer = app.extensions["obo"].acquirer
             keys.extend(acquirer.cache.local.entries)
             backend = acquirer.cache.backend
+            # cachelib's SimpleCache cannot list its keys: its dict is read directly.
             keys.extend(getattr(backend, "_cache", {}))
         return keys
 
     def assert_clean(self) -> None:
-        for seen in self.behaviour.seen:
-            self.secrets.add("a downstream token", seen.removeprefix("Bearer "), jwt=True)
+        for seen in self.downstream_tokens:
+            self.secrets.add("a downstream token", seen, jwt=True)
         leaks = []
         for where, text in self.evidence.texts():
             for found in self.secrets.find(text):
@@ -263,22 +257,28 @@ def stack(entra_emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
             for name in ("access_token", "id_token", "refresh_token"):
                 box.add(f"{name} from the token endpoint", body.get(name), jwt=True)
 
-    behaviour = DownstreamBehaviour()
-    with LoopbackApp(build_downstream(emu, down_reg, behaviour)) as server:
-        apis = {"down": {"base_url": server.url, "scopes": [f"{down_reg.app_id_uri}/read"]},
-                "unconsented": {"base_url": server.url,
+    with DownstreamStandIn(emu, down_reg) as down:
+        downstream_tokens: list[str] = []
+
+        @down.app.before_request
+        def keep_token() -> None:  # its calls keep hashes only: the raw tokens are needles here
+            downstream_tokens.append(request.headers.get("Authorization", "")[7:])
+
+        apis = {"down": {"base_url": down.url, "scopes": [down.scope("read")]},
+                "unconsented": {"base_url": down.url,
                                 "scopes": [f"{unconsented.app_id_uri}/read"]}}
         cls = _recording_flask(evidence)
         cache = Cache(config={"CACHE_TYPE": "SimpleCache"})
-        middle = build_middle(emu, middle_reg, secret, apis, flask_class=cls, _cache=cache)
-        middle_cert = build_middle(emu, middle_reg, None, apis, flask_class=cls,
-                                   OBO_CLIENT_CERTIFICATE={
+        middle = build_middle(emu, middle_reg, down, secret=secret, flask_class=cls, cache=cache,
+                              OBO_DOWNSTREAM_APIS=apis)
+        middle_cert = build_middle(emu, middle_reg, down, secret=None, flask_class=cls,
+                                   OBO_DOWNSTREAM_APIS=apis, OBO_CLIENT_CERTIFICATE={
                                        "private_key": str(cert_dir / "key.pem"),
                                        "certificate": str(cert_dir / "cert.pem")})
-        middle_pfx = build_middle(emu, middle_reg, None, apis, flask_class=cls,
-                                  OBO_CLIENT_CERTIFICATE={"pfx": str(cert_dir / "cert.pfx"),
-                                                          "password": cert.pfx_passphrase,
-                                                          "send_x5c": True})
+        middle_pfx = build_middle(emu, middle_reg, down, secret=None, flask_class=cls,
+                                  OBO_DOWNSTREAM_APIS=apis, OBO_CLIENT_CERTIFICATE={
+                                      "pfx": str(cert_dir / "cert.pfx"),
+                                      "password": cert.pfx_passphrase, "send_x5c": True})
         for app in (middle, middle_cert, middle_pfx):
             app.extensions["obo"].http.hooks["response"].append(capture_token_responses)
 
@@ -294,6 +294,7 @@ def stack(entra_emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
         @requires_downstream(api="down")
         def reprs(downstream: Any) -> Any:
             token = downstream.access_token
+            # werkzeug documents _get_current_object: the claims object itself, not the proxy
             return jsonify(token=repr(current_token._get_current_object()),
                            token_str=str(current_token), session=repr(downstream),
                            access=repr(token), access_str=str(token))
@@ -301,7 +302,7 @@ def stack(entra_emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
         middle.add_url_rule("/reprs", "reprs", reprs)
         signer, _ = authority_signing_key(emu)
         yield Stack(emu, box, evidence, middle, middle_cert, middle_pfx, middle_reg, down_reg,
-                    behaviour, cache, tag, signer, secret)
+                    downstream_tokens, cache, tag, signer, secret)
         for name, receiver in receivers.items():
             getattr(signals, name).disconnect(receiver)
     root.removeHandler(recorder)
@@ -313,7 +314,7 @@ def stack(entra_emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def test_capture_works(stack: Stack) -> None:
     """The net catches: DEBUG records of urllib3 reach it, and a planted secret is found."""
     _, token = stack.user("probe")
-    response = stack.get(stack.middle, "/call/down", token)
+    response = stack.get(stack.middle, "/call/down/echo", token)
     assert response.status_code == 200, response.get_data(as_text=True)
     names = {r.name.split(".")[0] for r in stack.evidence.records}
     assert "urllib3" in names, names
@@ -355,7 +356,7 @@ def test_validation_flows_leak_nothing(stack: Stack) -> None:
 def test_obo_success_with_a_secret_leaks_nothing(stack: Stack) -> None:
     user, token = stack.user("obo")
     for _ in range(3):  # one identity-provider call, then cache hits
-        response = stack.get(stack.middle, "/call/down", token)
+        response = stack.get(stack.middle, "/call/down/echo", token)
         assert response.status_code == 200, response.get_data(as_text=True)
         assert response.get_json()["oid"] == user.oid
     response = stack.get(stack.middle, "/reprs", token)
@@ -368,7 +369,7 @@ def test_obo_success_with_a_secret_leaks_nothing(stack: Stack) -> None:
 def test_obo_with_a_certificate_leaks_nothing(stack: Stack, which: str) -> None:
     user, token = stack.user(f"cert-{which}")
     app = stack.middle_cert if which == "pem" else stack.middle_pfx
-    response = stack.get(app, "/call/down", token)
+    response = stack.get(app, "/call/down/echo", token)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json()["oid"] == user.oid
     stack.assert_clean()
@@ -376,20 +377,20 @@ def test_obo_with_a_certificate_leaks_nothing(stack: Stack, which: str) -> None:
 
 def test_consent_failure_leaks_nothing(stack: Stack) -> None:
     _, token = stack.user("consent")
-    response = stack.get(stack.middle, "/call/unconsented", token)
+    response = stack.get(stack.middle, "/call/unconsented/echo", token)
     assert response.status_code == 403, response.get_data(as_text=True)
     stack.assert_clean()
 
 
 def test_mfa_challenge_leaks_nothing(stack: Stack) -> None:
     user, token = stack.user("mfa", mfa_required_for=[stack.down_reg])
-    response = stack.get(stack.middle, "/call/down", token)
+    response = stack.get(stack.middle, "/call/down/echo", token)
     assert response.status_code == 401, response.get_data(as_text=True)
     assert 'error="insufficient_claims"' in response.headers["WWW-Authenticate"]
     with_mfa = stack.emu.issue_user_token(user, resource=stack.middle_reg,
                                           scopes=["access_as_user"], mfa=True)
     stack.secrets.add("assertion with mfa", with_mfa, jwt=True)
-    response = stack.get(stack.middle, "/call/down", with_mfa)
+    response = stack.get(stack.middle, "/call/down/echo", with_mfa)
     assert response.status_code == 200, response.get_data(as_text=True)
     stack.assert_clean()
 
@@ -397,7 +398,7 @@ def test_mfa_challenge_leaks_nothing(stack: Stack) -> None:
 def test_revoked_session_leaks_nothing(stack: Stack) -> None:
     user, token = stack.user("revoked")
     stack.emu.revoke_user_sessions(user)
-    response = stack.get(stack.middle, "/call/down", token)
+    response = stack.get(stack.middle, "/call/down/echo", token)
     assert response.status_code == 401, response.get_data(as_text=True)
     stack.assert_clean()
 
@@ -407,12 +408,12 @@ def test_identity_provider_fault_leaks_nothing(stack: Stack, kind: str) -> None:
     user, token = stack.user(f"fault-{kind}")
     stack.emu.faults.inject("token", kind, status=500)
     try:
-        response = stack.get(stack.middle, "/call/down", token)
+        response = stack.get(stack.middle, "/call/down/echo", token)
     finally:
         stack.emu.faults.clear()
     assert response.status_code == 503, response.get_data(as_text=True)
     assert response.headers.get("Retry-After")
-    response = stack.get(stack.middle, "/call/down", token)
+    response = stack.get(stack.middle, "/call/down/echo", token)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json()["oid"] == user.oid
     stack.assert_clean()
@@ -427,3 +428,63 @@ def test_msal_and_urllib3_spoke_at_debug(stack: Stack) -> None:
             by_logger[top] = by_logger.get(top, 0) + 1
     assert by_logger.get("urllib3"), by_logger
     stack.assert_clean()
+
+
+# -- reprs and tracebacks ------------------------------------------------------------------------
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+CLIENT = "11111111-2222-3333-4444-555555555555"
+PASSWORD = "hunter2-redis-password"
+
+
+def _config(**extra: object) -> OboConfig:
+    return OboConfig.from_mapping({"OBO_AUTHORITY": f"https://login.example/{TENANT}",
+                                   "OBO_CLIENT_ID": CLIENT, **extra})
+
+
+def test_config_repr_hides_the_cache_settings_and_their_password() -> None:
+    config = _config(OBO_CACHE={"CACHE_TYPE": "RedisCache",
+                                "CACHE_REDIS_URL": f"redis://:{PASSWORD}@redis:6379/0",
+                                "CACHE_REDIS_PASSWORD": PASSWORD},
+                     OBO_CLIENT_SECRET="a-client-secret")
+    assert PASSWORD not in repr(config)
+    assert "a-client-secret" not in repr(config)
+    assert CLIENT in repr(config)  # still useful to print
+
+
+def test_an_unexpected_validation_error_is_not_shown_with_the_refusal(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Whatever an unforeseen error says (it may quote the token) must not reach the traceback
+    # an app's error handler logs for the 401 (exc_info shows chained exceptions).
+    app = Flask("leaky")
+    app.config.update(OBO_AUTHORITY=f"https://login.example/{TENANT}", OBO_CLIENT_ID=CLIENT)
+    FlaskOBO(app)
+    seen: list[BaseException] = []
+
+    @app.errorhandler(InvalidToken)
+    def keep(error: InvalidToken) -> object:
+        seen.append(error)
+        return error
+
+    def explode(token: str) -> object:
+        raise ValueError(f"cannot parse {token}")
+
+    monkeypatch.setattr(app.extensions["obo"].validator, "validate_cached", explode)
+    response = app.test_client().get("/", headers={"Authorization": "Bearer SECRET.TOKEN.PART"})
+    assert response.status_code == 401
+    shown = "".join(traceback.format_exception(seen[0]))
+    assert "SECRET" not in shown
+
+
+def test_a_redis_url_that_does_not_parse_is_refused_without_quoting_its_password() -> None:
+    app = Flask("bad-url")
+    app.config.update(OBO_AUTHORITY=f"https://login.example/{TENANT}", OBO_CLIENT_ID=CLIENT,
+                      OBO_CLIENT_SECRET="s3cret", OBO_CACHE={
+                          "CACHE_TYPE": "RedisCache",
+                          # an unencoded '/' in the password cuts the host part short
+                          "CACHE_REDIS_URL": f"redis://:{PASSWORD}/x@localhost:6379/0"})
+    with pytest.raises(ConfigError) as caught:
+        FlaskOBO(app)
+    shown = "".join(traceback.format_exception(caught.value))
+    assert "hunter2" not in shown
+    assert "URL-encoded" in str(caught.value)

@@ -1,14 +1,17 @@
 """``OboTokenCache``: hashed keys, TTLs, encryption at rest and key rotation, entries that do not
-decode (misses, never errors), a failing backend (bypassed, logged once), the bounded
-in-process front, single flight and refresh ahead; and where the backend comes from.
+decode or never expire (misses, never errors), a failing backend (bypassed, logged once), the
+bounded in-process front, single flight and refresh ahead; and where the backend comes from.
+
+Lifetimes pass on the cache's clock (``OboTokenCache(clock=...)``); a test that needs threads to
+overlap holds them on events, never on a sleep.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
-import pickle
 import threading
 import time
 import uuid
@@ -19,8 +22,10 @@ import pytest
 from flask import Flask
 from flask_caching import Cache
 from flask_caching.backends.simplecache import SimpleCache
+from support.timing import Clock
 
 from flask_obo.cache import AccessToken, OboTokenCache, cache_key
+from flask_obo.cache._codec import EntryCodec
 from flask_obo.errors import ConfigError, FlightTimeout
 from flask_obo.extension import FlaskOBO
 
@@ -31,8 +36,40 @@ def make_cache(backend: Any = None, **kwargs: Any) -> OboTokenCache:
     return OboTokenCache(SimpleCache(threshold=1000) if backend is None else backend, **kwargs)
 
 
-def token(lifetime: float = 3600, value: str = TOKEN) -> AccessToken:
-    return AccessToken(value, time.time() + lifetime, ("api://down/read",))
+def token(lifetime: float = 3600, value: str = TOKEN, clock: Clock | None = None) -> AccessToken:
+    now = clock() if clock is not None else time.time()
+    return AccessToken(value, now + lifetime, ("api://down/read",))
+
+
+class RecordingBackend(SimpleCache):
+    """A SimpleCache that remembers the timeout of every write: the TTL a shared backend gets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: dict[str, int | None] = {}
+
+    def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
+        self.timeouts[key] = timeout
+        return bool(super().set(key, value, timeout))
+
+
+class CountingBackend(SimpleCache):
+    """A SimpleCache whose ``reads_reached`` is set once it has been read ``expected`` times:
+    the moment every concurrent caller has missed."""
+
+    def __init__(self, expected: int) -> None:
+        super().__init__(threshold=1000)
+        self.expected = expected
+        self.reads = 0
+        self.reads_reached = threading.Event()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Any:
+        with self._lock:
+            self.reads += 1
+            if self.reads >= self.expected:
+                self.reads_reached.set()
+        return super().get(key)
 
 
 def key_of(user: str = "alice", **parts: Any) -> str:
@@ -63,40 +100,41 @@ def test_access_token_repr_hides_the_token() -> None:
     assert value.authorization == "Bearer " + TOKEN
 
 
-def test_entry_ttl_is_expiry_minus_margin() -> None:
-    backend = SimpleCache()
-    cache = make_cache(backend, expiry_margin=60, refresh_ahead=300)
-    stored = cache.set(key_of(), token(3600))
-    expires, _ = backend._cache[key_of()]
-    assert abs(expires - (time.time() + 3600 - 60)) <= 2
+def test_entry_ttl_is_expiry_minus_margin(clock: Clock) -> None:
+    backend = RecordingBackend()
+    cache = make_cache(backend, expiry_margin=60, refresh_ahead=300, clock=clock)
+    stored = cache.set(key_of(), token(3600, clock=clock))
+    assert backend.timeouts[key_of()] == 3600 - 60
     # refresh-ahead begins refresh_ahead seconds before the entry's own end
     assert abs(stored.refresh_on - (stored.expires_on - 60 - 300)) < 0.01
 
 
 def test_token_shorter_than_the_margin_is_not_cached(caplog: pytest.LogCaptureFixture) -> None:
-    backend = SimpleCache()
+    backend = RecordingBackend()
     cache = make_cache(backend, expiry_margin=60)
     with caplog.at_level(logging.WARNING, logger="flask_obo.cache"):
         cache.set(key_of(), token(30))
-    assert backend._cache == {}
+    assert backend.timeouts == {} and not backend.has(key_of())
     assert cache.get(key_of()) is None
     assert "OBO_CACHE_EXPIRY_MARGIN" in caplog.text
 
 
-def test_never_serves_past_expiry_minus_margin() -> None:
-    cache = make_cache(expiry_margin=1, refresh_ahead=0)
-    cache.set(key_of(), token(2.5))
+def test_never_serves_past_expiry_minus_margin(clock: Clock) -> None:
+    backend = SimpleCache()
+    cache = make_cache(backend, expiry_margin=60, refresh_ahead=0, clock=clock)
+    cache.set(key_of(), token(3600, clock=clock))
+    clock.advance(3600 - 60 - 1)
     assert cache.get(key_of()) is not None
-    time.sleep(1.6)
+    clock.advance(2)
     assert cache.get(key_of()) is None  # neither the front nor the backend serves it
+    assert make_cache(backend, expiry_margin=60, clock=clock).get(key_of()) is None
 
 
 def test_encrypted_round_trip_keeps_no_token_in_the_backend() -> None:
     backend = SimpleCache()
     keys = [base64.urlsafe_b64decode(new_key())]
     make_cache(backend, encryption_keys=keys).set(key_of(), token())
-    _, raw = backend._cache[key_of()]
-    stored = pickle.loads(raw)
+    stored = backend.get(key_of())
     assert b"signature-part" not in stored and b"eyJ0eXAi" not in stored
     fresh = make_cache(backend, encryption_keys=keys)  # another process: empty front
     found = fresh.get(key_of())
@@ -139,6 +177,27 @@ def test_plaintext_entries_are_refused_once_encryption_is_on() -> None:
     assert make_cache(backend).get(key_of()) is not None
     on = make_cache(backend, encryption_keys=[base64.urlsafe_b64decode(new_key())])
     assert on.get(key_of()) is None
+
+
+@pytest.mark.parametrize("expiry", ["NaN", '"nan"', "Infinity", '"inf"'])
+def test_an_entry_whose_expiry_is_not_a_finite_time_is_a_miss(expiry: str) -> None:
+    key = "flask_obo:" + "ab" * 32
+    backend = SimpleCache()
+    body = '{"v":1,"k":"' + key[-16:] + '","t":"eyJ.x.y","e":' + expiry + ',"r":0,"s":["read"]}'
+    backend.set(key, b"\x00" + body.encode(), 300)
+    assert EntryCodec().decode(key, backend.get(key)) is None
+    assert OboTokenCache(backend).get(key) is None
+
+
+def test_a_well_formed_plain_entry_is_still_served(clock: Clock) -> None:
+    key = "flask_obo:" + "cd" * 32
+    backend = SimpleCache()
+    expires = clock() + 3600
+    body = json.dumps({"v": 1, "k": key[-16:], "t": "eyJ.x.y", "e": expires, "r": 0,
+                       "s": ["read"]})
+    backend.set(key, b"\x00" + body.encode(), 300)
+    found = OboTokenCache(backend, clock=clock).get(key)
+    assert found is not None and found.token == "eyJ.x.y" and found.expires_on == expires
 
 
 class BrokenBackend:
@@ -185,13 +244,14 @@ def test_front_is_bounded() -> None:
 
 
 def test_single_flight_one_fetch_for_concurrent_misses() -> None:
-    cache = make_cache()
-    calls: list[float] = []
+    backend = CountingBackend(expected=16 + 1)  # each caller's miss, and the leader's re-check
+    cache = make_cache(backend)
+    calls: list[int] = []
     start = threading.Barrier(16)
 
     def fetch() -> AccessToken:
-        calls.append(time.time())
-        time.sleep(0.2)
+        calls.append(1)
+        assert backend.reads_reached.wait(10), "not every caller missed"  # all are waiting now
         return token()
 
     def worker(_: int) -> tuple[str, bool]:
@@ -207,7 +267,8 @@ def test_single_flight_one_fetch_for_concurrent_misses() -> None:
 
 
 def test_single_flight_shares_the_error_and_caches_nothing() -> None:
-    cache = make_cache()
+    backend = CountingBackend(expected=8 + 1)
+    cache = make_cache(backend)
     start = threading.Barrier(8)
     calls: list[int] = []
 
@@ -216,7 +277,7 @@ def test_single_flight_shares_the_error_and_caches_nothing() -> None:
 
     def fetch() -> AccessToken:
         calls.append(1)
-        time.sleep(0.2)
+        assert backend.reads_reached.wait(10), "not every caller missed"
         raise Down()
 
     def worker(_: int) -> str:
@@ -236,15 +297,16 @@ def test_single_flight_shares_the_error_and_caches_nothing() -> None:
 
 def test_a_follower_waits_a_bounded_time() -> None:
     cache = make_cache(wait_timeout=0.2)
-    release = threading.Event()
+    entered, release = threading.Event(), threading.Event()
 
     def slow() -> AccessToken:
+        entered.set()
         release.wait(5)
         return token()
 
     leader = threading.Thread(target=cache.get_or_fetch, args=(key_of(), slow))
     leader.start()
-    time.sleep(0.05)
+    assert entered.wait(5)  # the leader's fetch is running
     with pytest.raises(FlightTimeout):
         cache.get_or_fetch(key_of(), slow)
     release.set()
@@ -255,18 +317,18 @@ def test_forced_fetch_replaces_the_entry() -> None:
     cache = make_cache()
     cache.set(key_of(), token(value="old" * 10))
     fresh, fetched = cache.get_or_fetch(key_of() + ":claims-flight",
-                                        lambda: token(value="new" * 10),
-                                        store_key=key_of(), force=True)
+                                        lambda: token(value="new" * 10), store_key=key_of(),
+                                        force=True)
     assert fetched and fresh.token == "new" * 10
     assert cache.get(key_of()).token == "new" * 10  # type: ignore[union-attr]
 
 
-def test_refresh_in_background_keeps_serving_then_swaps() -> None:
-    cache = make_cache(expiry_margin=0, refresh_ahead=3000)
-    cache.set(key_of(), token(3, value="old" * 10))  # refresh due after half its life
-    time.sleep(1.6)
+def test_refresh_in_background_keeps_serving_then_swaps(clock: Clock) -> None:
+    cache = make_cache(expiry_margin=0, refresh_ahead=3000, clock=clock)
+    cache.set(key_of(), token(3, value="old" * 10, clock=clock))  # refresh due after half its life
+    clock.advance(1.6)
     current = cache.get(key_of())
-    assert current is not None and current.refresh_on <= time.time()
+    assert current is not None and current.refresh_on <= clock()
     gate = threading.Event()
 
     def fetch() -> AccessToken:
@@ -281,10 +343,10 @@ def test_refresh_in_background_keeps_serving_then_swaps() -> None:
     assert cache.get(key_of()).token == "new" * 10  # type: ignore[union-attr]
 
 
-def test_failed_background_refresh_keeps_the_current_token() -> None:
-    cache = make_cache(expiry_margin=0, refresh_ahead=3000)
-    cache.set(key_of(), token(2, value="old" * 10))
-    time.sleep(1.1)
+def test_failed_background_refresh_keeps_the_current_token(clock: Clock) -> None:
+    cache = make_cache(expiry_margin=0, refresh_ahead=3000, clock=clock)
+    cache.set(key_of(), token(2, value="old" * 10, clock=clock))
+    clock.advance(1.1)
 
     def fail() -> AccessToken:
         raise RuntimeError("identity provider down")
@@ -319,7 +381,10 @@ def test_obo_cache_settings_build_a_backend(entra: Any) -> None:
     app = _app(entra, OBO_CACHE={"CACHE_TYPE": "SimpleCache", "CACHE_THRESHOLD": 77})
     FlaskOBO(app)
     backend = app.extensions["obo"].acquirer.cache.backend
-    assert isinstance(backend, SimpleCache) and backend._threshold == 77
+    assert isinstance(backend, SimpleCache)
+    for i in range(200):
+        backend.set(f"k{i}", i)
+    assert sum(backend.has(f"k{i}") for i in range(200)) <= 77 + 1  # its threshold applies
 
 
 @pytest.mark.parametrize(("settings", "message"), [
@@ -348,10 +413,16 @@ def test_a_forked_worker_does_not_inherit_flights() -> None:
 
     flights: SingleFlight[str] = SingleFlight()
     release = threading.Event()
-    leader = threading.Thread(target=flights.run, args=("k", lambda: release.wait(5) and "p"),
-                              kwargs={"timeout": 5})
+    entered = threading.Event()
+
+    def parent_call() -> str:
+        entered.set()
+        release.wait(5)
+        return "p"
+
+    leader = threading.Thread(target=flights.run, args=("k", parent_call), kwargs={"timeout": 5})
     leader.start()
-    time.sleep(0.05)
+    assert entered.wait(5)
     assert flights.in_flight("k")
     pid = os.fork()
     if pid == 0:  # the child

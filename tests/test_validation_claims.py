@@ -9,20 +9,12 @@ import time
 from typing import Any
 
 import pytest
-from conftest import MakeApp, bearer, build_app
+from support.apps import MakeApp, build_api
+from support.checks import assert_invalid, bearer
 from werkzeug.test import TestResponse
 
 from flask_obo.testing import App, User
 from flask_obo.testing.pytest_plugin import EntraTestHelper
-from flask_obo.validation import REASONS
-
-
-def assert_invalid(response: TestResponse, api: App, reason: str) -> None:
-    assert response.status_code == 401, response.get_data(as_text=True)
-    assert response.headers["WWW-Authenticate"] == (
-        f'Bearer realm="api://{api.client_id}", error="invalid_token", '
-        f'error_description="{REASONS[reason]}"')
-    assert response.json["reason"] == reason
 
 
 def get_me(app_or_client: Any, token: str) -> TestResponse:
@@ -48,7 +40,7 @@ def test_user_tokens_of_both_versions_are_accepted(make_app: MakeApp, emulator: 
 def test_api_registered_for_v1_tokens(emulator: EntraTestHelper, user: User) -> None:
     api = emulator.register_app("v1-api", scopes=["access_as_user"], access_token_version=1)
     token = emulator.issue_user_token(user, resource=api)  # aud is api://<client id>
-    assert get_me(build_app(emulator, api), token).json["version"] == "1.0"
+    assert get_me(build_api(emulator, api), token).json["version"] == "1.0"
 
 
 @pytest.mark.parametrize("version", [1, 2])
@@ -62,17 +54,29 @@ def test_app_only_tokens_are_accepted(make_app: MakeApp, emulator: EntraTestHelp
     assert response.json["roles"] == ["Reader"] and response.json["app_only"] is True
 
 
-def test_custom_audiences(emulator: EntraTestHelper, api_registration: App, user: User) -> None:
-    token = emulator.issue_user_token(user, resource=api_registration)
-    app = build_app(emulator, api_registration, OBO_AUDIENCES=["api://something-else"])
+def test_a_token_for_another_api_is_refused(emulator: EntraTestHelper, api_registration: App,
+                                            user: User) -> None:
+    other = emulator.register_app("other-api", scopes=["access_as_user"])
+    token = emulator.issue_user_token(user, resource=other)
+    app = build_api(emulator, api_registration, OBO_AUDIENCES=["api://something-else"])
     assert_invalid(get_me(app, token), api_registration, "audience")
+
+
+def test_a_custom_app_id_uri_is_accepted_once_listed(emulator: EntraTestHelper,
+                                                     user: User) -> None:
+    uri = f"https://contoso.test/orders-{emulator.tag}"
+    api = emulator.register_app("orders", scopes=["access_as_user"], app_id_uri=uri,
+                                access_token_version=1)
+    token = emulator.issue_user_token(user, resource=api)  # a v1 token: aud is the URI
+    assert_invalid(get_me(build_api(emulator, api), token), api, "audience")
+    assert get_me(build_api(emulator, api, OBO_AUDIENCES=[uri]), token).status_code == 200
 
 
 # -- versions and issuers ---------------------------------------------------------------------
 
 def test_a_version_not_accepted_is_refused(emulator: EntraTestHelper, api_registration: App,
                                            user: User) -> None:
-    app = build_app(emulator, api_registration, OBO_ACCEPTED_TOKEN_VERSIONS=["2.0"])
+    app = build_api(emulator, api_registration, OBO_ACCEPTED_TOKEN_VERSIONS=["2.0"])
     v1 = emulator.issue_user_token(user, resource=api_registration, version=1)
     assert_invalid(get_me(app, v1), api_registration, "version")
     v2 = emulator.issue_user_token(user, resource=api_registration, version=2)
@@ -158,7 +162,7 @@ def test_authority_named_by_domain_pins_the_tenant_through_discovery(
         emulator: EntraTestHelper, api_registration: App, user: User) -> None:
     # .../contoso.test: no tenant GUID in the config; discovery's issuer holds it.
     domain = emulator.directory.tenant(emulator.tenant_id).domain
-    app = build_app(emulator, api_registration, OBO_AUTHORITY=f"{emulator.base_url}/{domain}")
+    app = build_api(emulator, api_registration, OBO_AUTHORITY=f"{emulator.base_url}/{domain}")
     for version in (1, 2):
         token = emulator.issue_user_token(user, resource=api_registration, version=version)
         assert get_me(app, token).json["tid"] == emulator.tenant_id
@@ -185,7 +189,7 @@ def multi_tenant(emulator: EntraTestHelper) -> dict[str, Any]:
 def test_multi_tenant_allow_list(emulator: EntraTestHelper, multi_tenant: dict[str, Any],
                                  version: int) -> None:
     api, users, tids = multi_tenant["api"], multi_tenant["users"], multi_tenant["tids"]
-    app = build_app(emulator, api, OBO_AUTHORITY=emulator.authority("organizations"),
+    app = build_api(emulator, api, OBO_AUTHORITY=emulator.authority("organizations"),
                     OBO_ALLOWED_TENANTS=[tids["a"], tids["b"].upper()])
     client = app.test_client()
     for name in ("a", "b"):
@@ -200,7 +204,7 @@ def test_multi_tenant_allow_list(emulator: EntraTestHelper, multi_tenant: dict[s
 def test_multi_tenant_issuer_follows_the_token_tid(emulator: EntraTestHelper,
                                                    multi_tenant: dict[str, Any]) -> None:
     api, users, tids = multi_tenant["api"], multi_tenant["users"], multi_tenant["tids"]
-    app = build_app(emulator, api, OBO_AUTHORITY=emulator.authority("organizations"),
+    app = build_api(emulator, api, OBO_AUTHORITY=emulator.authority("organizations"),
                     OBO_ALLOWED_TENANTS=["*"])
     client = app.test_client()
     token = emulator.issue_user_token(users["c"], resource=api)
@@ -223,8 +227,8 @@ def test_expired_token_is_refused(make_app: MakeApp, emulator: EntraTestHelper,
 
 def test_clock_skew_applies_to_exp_and_nbf(emulator: EntraTestHelper, api_registration: App,
                                            user: User) -> None:
-    lenient = build_app(emulator, api_registration, OBO_CLOCK_SKEW=120)
-    strict = build_app(emulator, api_registration, OBO_CLOCK_SKEW=0)
+    lenient = build_api(emulator, api_registration, OBO_CLOCK_SKEW=120)
+    strict = build_api(emulator, api_registration, OBO_CLOCK_SKEW=0)
     just_expired = emulator.issue_user_token(user, resource=api_registration, lifetime=-60)
     assert get_me(lenient, just_expired).status_code == 200
     assert_invalid(get_me(strict, just_expired), api_registration, "expired")

@@ -1,24 +1,31 @@
 """Signing keys: rotation without a restart, the rate-limited refetch on unknown kids, an
-authority outage before and after start, scheduled refresh, and the validated-token cache.
+authority outage before and after start, scheduled refresh (in a forked worker too), an
+authority that never stops answering, and the validated-token cache.
 
 These tests rotate keys and break the authority, so they use an emulator of their own."""
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 import threading
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import bearer, build_app
 from flask import Flask
-from test_validation_claims import assert_invalid
+from support.apps import build_api
+from support.checks import assert_invalid, bearer
+from support.timing import Clock, wait_for
 
+from flask_obo.extension import FlaskOBO
 from flask_obo.signals import token_validated
 from flask_obo.state import get_state
-from flask_obo.testing import App, EntraEmulator, User
+from flask_obo.testing import App, EntraEmulator, LoopbackServer, User
+from flask_obo.testing.tls import ServerTLS
 from flask_obo.validation import TokenValidator
 
 
@@ -42,17 +49,8 @@ def status(app: Flask, token: str) -> int:
     return app.test_client().get("/me", headers=bearer(token)).status_code
 
 
-def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_key_rotation_without_restart(emu: EntraEmulator, api: App, alice: User) -> None:
-    app = build_app(emu, api)
+    app = build_api(emu, api)
     before = emu.issue_user_token(alice, resource=api)
     assert status(app, before) == 200
     fetches = emu.call_count("jwks")
@@ -67,7 +65,7 @@ def test_key_rotation_without_restart(emu: EntraEmulator, api: App, alice: User)
 
 def test_flood_of_unknown_kids_is_one_refetch(emu: EntraEmulator, api: App,
                                               alice: User) -> None:
-    app = build_app(emu, api, OBO_JWKS_MIN_REFETCH_INTERVAL=300)
+    app = build_api(emu, api, OBO_JWKS_MIN_REFETCH_INTERVAL=300)
     assert status(app, emu.issue_user_token(alice, resource=api)) == 200
     fetches = emu.call_count("jwks")
     for _ in range(40):
@@ -79,7 +77,7 @@ def test_flood_of_unknown_kids_is_one_refetch(emu: EntraEmulator, api: App,
 
 def test_concurrent_unknown_kid_is_fetched_once(emu: EntraEmulator, api: App,
                                                 alice: User) -> None:
-    app = build_app(emu, api, OBO_JWKS_MIN_REFETCH_INTERVAL=0)
+    app = build_api(emu, api, OBO_JWKS_MIN_REFETCH_INTERVAL=0)
     assert status(app, emu.issue_user_token(alice, resource=api)) == 200
     emu.rotate_keys()
     tokens = [emu.issue_user_token(alice, resource=api) for _ in range(8)]
@@ -98,7 +96,7 @@ def test_concurrent_unknown_kid_is_fetched_once(emu: EntraEmulator, api: App,
 
 def test_retired_key_invalidates_cached_tokens(emu: EntraEmulator, api: App,
                                                alice: User) -> None:
-    app = build_app(emu, api, OBO_JWKS_MIN_REFETCH_INTERVAL=0)
+    app = build_api(emu, api, OBO_JWKS_MIN_REFETCH_INTERVAL=0)
     old = emu.issue_user_token(alice, resource=api)
     assert status(app, old) == 200
     assert status(app, old) == 200  # now in the validated-token cache
@@ -112,7 +110,7 @@ def test_retired_key_invalidates_cached_tokens(emu: EntraEmulator, api: App,
 
 def test_outage_after_start_keeps_validating(emu: EntraEmulator, api: App,
                                              alice: User) -> None:
-    app = build_app(emu, api, OBO_JWKS_MIN_REFETCH_INTERVAL=0)
+    app = build_api(emu, api, OBO_JWKS_MIN_REFETCH_INTERVAL=0)
     assert status(app, emu.issue_user_token(alice, resource=api)) == 200
     emu.faults.inject("*", "status", count=1000, status=503)
     # New tokens signed with a key already held: validated without the authority.
@@ -126,27 +124,27 @@ def test_outage_after_start_keeps_validating(emu: EntraEmulator, api: App,
     assert status(app, rotated) == 200  # back: the next unknown kid refetches
 
 
-def test_failed_scheduled_refresh_keeps_the_keys(emu: EntraEmulator, api: App,
-                                                 alice: User) -> None:
-    app = build_app(emu, api, OBO_METADATA_REFRESH_INTERVAL=1)
+def test_failed_scheduled_refresh_keeps_the_keys(emu: EntraEmulator, api: App, alice: User,
+                                                 clock: Clock) -> None:
+    app = build_api(emu, api, obo=FlaskOBO(clock=clock), OBO_METADATA_REFRESH_INTERVAL=60)
     token = emu.issue_user_token(alice, resource=api)
     assert status(app, token) == 200
     emu.faults.inject("*", "drop", count=1000)
-    time.sleep(1.05)
+    clock.advance(61)
     attempts = emu.faults.pending()
     assert status(app, token) == 200  # due: a background refresh starts, and fails
     assert wait_for(lambda: emu.faults.pending() < attempts)
     assert status(app, emu.issue_user_token(alice, resource=api)) == 200
 
 
-def test_scheduled_refresh_picks_up_new_keys(emu: EntraEmulator, api: App,
-                                             alice: User) -> None:
-    app = build_app(emu, api, OBO_METADATA_REFRESH_INTERVAL=1,
+def test_scheduled_refresh_picks_up_new_keys(emu: EntraEmulator, api: App, alice: User,
+                                             clock: Clock) -> None:
+    app = build_api(emu, api, obo=FlaskOBO(clock=clock), OBO_METADATA_REFRESH_INTERVAL=60,
                     OBO_JWKS_MIN_REFETCH_INTERVAL=3600)
     token = emu.issue_user_token(alice, resource=api)
     assert status(app, token) == 200
     new_kid = emu.rotate_keys()
-    time.sleep(1.05)
+    clock.advance(61)
     assert status(app, token) == 200  # served from the cache; starts the refresh
     authority = get_state(app).validator.authority
     assert wait_for(lambda: new_kid in (authority.metadata.keys if authority.metadata else {}))
@@ -155,7 +153,7 @@ def test_scheduled_refresh_picks_up_new_keys(emu: EntraEmulator, api: App,
 def test_authority_down_at_start_gives_503_then_recovers(emu: EntraEmulator, api: App,
                                                          alice: User) -> None:
     emu.faults.inject("discovery", "status", status=500)
-    app = build_app(emu, api, OBO_JWKS_MIN_REFETCH_INTERVAL=0)  # the app starts anyway
+    app = build_api(emu, api, OBO_JWKS_MIN_REFETCH_INTERVAL=0)  # the app starts anyway
     token = emu.issue_user_token(alice, resource=api)
     response = app.test_client().get("/me", headers=bearer(token))
     assert response.status_code == 503
@@ -172,7 +170,7 @@ def test_authority_down_at_start_gives_503_then_recovers(emu: EntraEmulator, api
 def test_initial_fetch_failures_are_rate_limited(emu: EntraEmulator, api: App,
                                                  alice: User) -> None:
     emu.faults.inject("*", "status", count=1000, status=503)
-    app = build_app(emu, api, OBO_JWKS_MIN_REFETCH_INTERVAL=300)
+    app = build_api(emu, api, OBO_JWKS_MIN_REFETCH_INTERVAL=300)
     token = emu.issue_user_token(alice, resource=api)
     before = emu.faults.pending()
     for _ in range(20):
@@ -181,7 +179,7 @@ def test_initial_fetch_failures_are_rate_limited(emu: EntraEmulator, api: App,
 
 
 def test_no_network_call_per_request(emu: EntraEmulator, api: App, alice: User) -> None:
-    app = build_app(emu, api)
+    app = build_api(emu, api)
     assert status(app, emu.issue_user_token(alice, resource=api)) == 200
     calls = emu.call_count()
     for _ in range(10):
@@ -191,7 +189,7 @@ def test_no_network_call_per_request(emu: EntraEmulator, api: App, alice: User) 
 
 def test_repeated_token_is_served_from_the_cache(emu: EntraEmulator, api: App,
                                                  alice: User) -> None:
-    app = build_app(emu, api)
+    app = build_api(emu, api)
     token = emu.issue_user_token(alice, resource=api)
     seen: list[tuple[bool, str]] = []
 
@@ -204,22 +202,22 @@ def test_repeated_token_is_served_from_the_cache(emu: EntraEmulator, api: App,
     assert seen == [(False, alice.oid), (True, alice.oid)]
 
 
-def test_cached_token_still_expires(emu: EntraEmulator, api: App, alice: User) -> None:
-    app = build_app(emu, api, OBO_CLOCK_SKEW=30)
+def test_cached_token_still_expires(emu: EntraEmulator, api: App, alice: User,
+                                    clock: Clock) -> None:
+    app = build_api(emu, api, OBO_CLOCK_SKEW=30)
     state = get_state(app)
-    now = [time.time()]
-    validator = TokenValidator(state.config, state.validator.authority, clock=lambda: now[0])
+    validator = TokenValidator(state.config, state.validator.authority, clock=clock)
     token = emu.issue_user_token(alice, resource=api, lifetime=60)
     assert validator.validate_cached(token)[1] is False
     assert validator.validate_cached(token)[1] is True
-    now[0] += 60 + 31
+    clock.advance(60 + 31)
     with pytest.raises(Exception, match="expired") as caught:
         validator.validate(token)
     assert getattr(caught.value, "reason", None) == "expired"
 
 
 def test_cache_is_bounded(emu: EntraEmulator, api: App, alice: User) -> None:
-    app = build_app(emu, api, OBO_VALIDATED_TOKEN_CACHE_SIZE=3)
+    app = build_api(emu, api, OBO_VALIDATED_TOKEN_CACHE_SIZE=3)
     validator = get_state(app).validator
     tokens = [emu.issue_user_token(alice, resource=api) for _ in range(5)]
     for token in tokens:
@@ -228,44 +226,66 @@ def test_cache_is_bounded(emu: EntraEmulator, api: App, alice: User) -> None:
     assert validator.validate_cached(tokens[0])[1] is False  # evicted (least recently used)
 
 
-def test_an_endless_authority_answer_is_cut_off_not_read_whole() -> None:
-    """A misbehaving or hostile authority cannot make the API read an unbounded document."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from flask_obo._http import build_session
-    from flask_obo.config import OboConfig
-    from flask_obo.errors import AuthorityError
-    from flask_obo.validation import Authority
-
-    sent = []
-
-    class Endless(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            chunk = b" " * 65536
-            try:
-                for _ in range(16 * 1024):  # up to 1 GiB unless the client hangs up first
-                    self.wfile.write(chunk)
-                    sent.append(len(chunk))
-            except OSError:
-                pass
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Endless)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin", reason="needs fork")
+def test_a_forked_worker_refreshes_keys_although_the_parent_was_mid_refresh(
+        emu: EntraEmulator, api: App, alice: User, clock: Clock) -> None:
+    """gunicorn --preload forks workers: a refresh the parent had in progress (its lock held,
+    the refresh flagged as running) must not stop the child from fetching keys, now or later."""
+    app = build_api(emu, api, obo=FlaskOBO(clock=clock), OBO_METADATA_REFRESH_INTERVAL=60)
+    assert status(app, emu.issue_user_token(alice, resource=api)) == 200
+    authority = get_state(app).validator.authority
+    hold = emu.faults.hold("discovery")
+    clock.advance(61)
+    authority.tick()  # the scheduled refresh starts in a thread, and waits on the emulator
+    assert hold.wait_reached(), "the parent's refresh never reached the emulator"
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit code
+        code = 1
+        try:
+            done: list[Any] = []
+            refresh = threading.Thread(target=lambda: done.append(authority.refresh()),
+                                       daemon=True)
+            refresh.start()
+            refresh.join(5)  # a lock inherited held would block it for ever
+            before = authority.metadata
+            clock.advance(61)
+            authority.tick()  # a refresh flag inherited set would never start another
+            refreshed = wait_for(lambda: authority.metadata is not before, timeout=5)
+            code = 0 if done and refreshed else 2
+        finally:
+            os._exit(code)
     try:
-        config = OboConfig.from_mapping({"OBO_AUTHORITY": "https://login.example/tenant",
-                                         "OBO_CLIENT_ID": "client", "OBO_ALLOWED_TENANTS": ["*"]})
-        authority = Authority(config, build_session())
-        url = f"http://127.0.0.1:{server.server_address[1]}/doc"
-        with pytest.raises(AuthorityError, match="more than"):
-            authority._get_json(url, "the test document")
+        _, exit_status = os.waitpid(pid, 0)
     finally:
-        server.shutdown()
-        server.server_close()
+        hold.release()
+    assert os.waitstatus_to_exitcode(exit_status) == 0
+
+
+def test_an_endless_authority_answer_is_cut_off_not_read_whole(
+        emu: EntraEmulator, api: App, alice: User, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A misbehaving or hostile authority cannot make the API read an unbounded document."""
+    sent: list[int] = []
+
+    def endless(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "application/json")])
+
+        def body() -> Iterator[bytes]:
+            chunk = b" " * 65536
+            for _ in range(16 * 1024):  # up to 1 GiB unless the client hangs up first
+                yield chunk
+                sent.append(len(chunk))
+
+        return body()
+
+    tls = ServerTLS(str(tmp_path))
+    token = emu.issue_user_token(alice, resource=api)  # well formed: its keys are looked up
+    with LoopbackServer(endless, ssl_context=tls.server_context()) as server:
+        app = build_api(None, None, OBO_AUTHORITY=f"{server.url}{uuid.uuid4()}",
+                        OBO_CLIENT_ID=api.client_id, OBO_CA_BUNDLE=tls.ca_bundle)
+        with caplog.at_level(logging.ERROR, logger="flask_obo"):
+            response = app.test_client().get("/me", headers=bearer(token))
+    assert response.status_code == 503
+    assert response.json is not None and response.json["reason"] == "authority_unavailable"
+    assert "more than" in caplog.text
     assert sum(sent) < 64 * 1024 * 1024  # it stopped reading near the 1 MiB cap

@@ -6,7 +6,7 @@
 - ``_msal.py``: MSAL's plumbing (its HTTP client, caches that keep nothing, error mapping).
 """
 
-from .acquirer import TokenAcquirer, app_scopes, check_credential, create_acquirer
+from .acquirer import TokenAcquirer, app_scopes, check_credential, create_acquirer, user_hash
 from .credentials import ClientCredential, load_credential
 
 __all__ = [
@@ -16,4 +16,5 @@ __all__ = [
     "check_credential",
     "create_acquirer",
     "load_credential",
+    "user_hash",
 ]

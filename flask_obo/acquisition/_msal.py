@@ -10,12 +10,15 @@ exceptions on the way to the identity provider turned into the answers clients g
 - ``NoTokenCache``: ``acquire_token_for_user`` never reads MSAL's cache, which would
   otherwise keep every user's tokens for ever; ``OboTokenCache`` is the cache.
 - ``result_error``: Entra's error answers (as MSAL returns them) as the errors clients get:
-  a claims challenge, consent, an invalid assertion, or this API's own fault.
+  a claims challenge, consent, an invalid assertion, or this API's own fault;
+  ``refresh_error`` the same for a refresh token of a long-running session, whose refusal
+  ends the session (``LongRunningSessionExpired``, saying why).
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import re
 import time
@@ -32,12 +35,14 @@ from ..errors import (
     CredentialUnavailable,
     IdentityProviderUnavailable,
     InvalidToken,
+    LongRunningSessionExpired,
     OboError,
     UpstreamAuthError,
 )
 
-__all__ = ["IdpHttpError", "MsalHttp", "NoStore", "NoTokenCache", "error_codes", "exception_error",
-           "result_error"]
+__all__ = ["CLIENT_FAULT_CODES", "IdpHttpError", "MsalHttp", "NoStore", "NoTokenCache",
+           "call_outcome", "error_codes", "exception_error", "refresh_error", "result_error",
+           "with_capabilities"]
 
 
 def exception_error(exc: Exception) -> OboError:
@@ -57,8 +62,23 @@ def exception_error(exc: Exception) -> OboError:
     return UpstreamAuthError(reason=type(exc).__name__)
 
 
+def call_outcome(result: Any, exc: BaseException | None) -> tuple[str, str]:
+    """How one token request went, for telemetry: ``("success", "")``; ``("refused",
+    "<Entra's error>[:AADSTS<code>,...]")`` for Entra's error answer; ``("failed", "<reason>")``
+    where no usable answer came (``exc``, already one of ours: a timeout, a 5xx, a malformed
+    body, discovery that failed)."""
+    if exc is not None:
+        return "failed", getattr(exc, "reason", None) or type(exc).__name__
+    if not isinstance(result, Mapping) or not (result.get("error") or result.get("access_token")):
+        return "failed", "malformed_response"
+    if result.get("error"):
+        codes = ",".join(f"AADSTS{c}" for c in sorted(error_codes(result)))
+        return "refused", f"{result['error']}:{codes}" if codes else str(result["error"])
+    return "success", ""
+
+
 # AADSTS codes of invalid_grant that are about this app's own credential, not the user's token.
-_CLIENT_FAULT_CODES = frozenset({700016, 700024, 700027, 7000112, 7000215, 7000222, 700025})
+CLIENT_FAULT_CODES = frozenset({700016, 700024, 700027, 7000112, 7000215, 7000222, 700025})
 _CONSENT_CODES = frozenset({65001, 65004})
 
 
@@ -72,7 +92,7 @@ def result_error(result: Mapping[str, Any], *, authority: str, client_id: str,
     extra = {"aadsts": sorted(codes)} if codes else None
     if error in ("temporarily_unavailable", "server_error"):
         return IdentityProviderUnavailable(reason=error, extra=extra)
-    if codes & _CLIENT_FAULT_CODES or error in ("invalid_client", "unauthorized_client"):
+    if codes & CLIENT_FAULT_CODES or error in ("invalid_client", "unauthorized_client"):
         return UpstreamAuthError(reason=error or "invalid_client", extra=extra)
     if app_only:
         return UpstreamAuthError(reason=error or "unknown", extra=extra)
@@ -89,6 +109,58 @@ def result_error(result: Mapping[str, Any], *, authority: str, client_id: str,
         return InvalidToken("The identity provider refused this token for on-behalf-of: "
                             "sign in again.", reason=error, extra=extra)
     return UpstreamAuthError(reason=error or "unknown", extra=extra)
+
+
+# Why Entra refuses a refresh token, by AADSTS code: (reason, what the message says).
+_REFRESH_REFUSALS: tuple[tuple[frozenset[int], str, str], ...] = (
+    (frozenset({50173, 50133}), "revoked", "revoked (the user's password changed, or their "
+     "sessions were revoked)"),
+    (frozenset({70008, 700082, 700084, 70043}), "expired", "expired"),
+    (frozenset({50057, 50034}), "user_disabled", "refused: the user account is disabled or "
+     "gone"),
+    (_CONSENT_CODES, "consent_withdrawn", "refused: consent to the downstream API was "
+     "withdrawn"),
+    (frozenset({50076, 50079, 50078, 50158, 53003}), "interaction_required", "refused until "
+     "the user signs in again (MFA or conditional access)"),
+)
+
+
+def refresh_error(result: Mapping[str, Any]) -> OboError:
+    """An error answer to a long-running session's refresh token. A refusal of the grant ends
+    the session; a failure of the identity provider or of this API's credential does not."""
+    error = str(result.get("error", ""))
+    codes = error_codes(result)
+    extra = {"aadsts": sorted(codes)} if codes else None
+    if error not in ("invalid_grant", "interaction_required") or codes & CLIENT_FAULT_CODES:
+        if error in ("temporarily_unavailable", "server_error"):
+            return IdentityProviderUnavailable(reason=error, extra=extra)
+        return UpstreamAuthError(reason=error or "unknown", extra=extra)
+    reason, why = "refused", "refused"
+    for known, name, text in _REFRESH_REFUSALS:
+        if codes & known:
+            reason, why = name, text
+            break
+    else:
+        if error == "interaction_required" or result.get("claims"):
+            reason, why = _REFRESH_REFUSALS[-1][1:]
+    listed = ", ".join(f"AADSTS{c}" for c in sorted(codes)) or error
+    return LongRunningSessionExpired(
+        f"The identity provider {why} the long-running session's refresh token ({listed}): "
+        "the user must sign in again, and the job be started anew.", reason=reason, extra=extra)
+
+
+def with_capabilities(capabilities: tuple[str, ...], claims: str | None) -> str | None:
+    """``claims`` (a claims challenge's JSON) with the client capabilities merged in, as MSAL
+    does for the grants it wraps (it does not for a refresh token given to it)."""
+    if not capabilities:
+        return claims
+    merged = json.loads(claims) if claims else {}
+    if not isinstance(merged, dict):
+        merged = {}
+    access = merged.get("access_token")
+    merged["access_token"] = {**(access if isinstance(access, dict) else {}),
+                              "xms_cc": {"values": list(capabilities)}}
+    return json.dumps(merged)
 
 
 def error_codes(result: Mapping[str, Any]) -> frozenset[int]:

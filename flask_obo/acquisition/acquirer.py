@@ -7,6 +7,8 @@ most recently built): the configured tenant, or for a multi-tenant API the calle
 (``OboTokenCache`` is the cache). Concurrent misses of one key make one call
 (``_single_flight``). Entra's answers become the errors in ``errors.py``
 (``_msal.result_error``); log lines carry AADSTS codes and a hash of the user, never a token.
+Long-running sessions get a second app per tenant, the only one that asks for
+``offline_access``: its refresh tokens go to the caller (``long_running``), never into MSAL.
 """
 
 from __future__ import annotations
@@ -21,14 +23,19 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import msal
+from flask import has_request_context, request
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
+from .. import telemetry
+from .._claims import readable_claims
+from .._refusals import RefusalLog, clean, request_line
 from .._single_flight import SingleFlight
 from ..cache import AccessToken, OboTokenCache, build_token_cache
 from ..checks import CheckResult
 from ..config import OboConfig, is_guid
 from ..errors import (
     ConfigError,
+    DownstreamUnavailable,
     FlightTimeout,
     IdentityProviderUnavailable,
     InsufficientScope,
@@ -37,7 +44,19 @@ from ..errors import (
     UpstreamAuthError,
 )
 from ..signals import downstream_token_acquired, obo_failed
-from ._msal import MsalHttp, NoStore, NoTokenCache, error_codes, exception_error, result_error
+from ._msal import (
+    CLIENT_FAULT_CODES,
+    MsalHttp,
+    NoStore,
+    NoTokenCache,
+    call_outcome,
+    error_codes,
+    exception_error,
+    refresh_error,
+    result_error,
+    with_capabilities,
+)
+from .aadsts import hint_for
 from .credentials import ClientCredential, load_credential
 
 if TYPE_CHECKING:
@@ -46,7 +65,7 @@ if TYPE_CHECKING:
     from .._http import PinnedTrustSession
     from ..state import OboState
 
-__all__ = ["TokenAcquirer", "app_scopes", "check_credential", "create_acquirer"]
+__all__ = ["TokenAcquirer", "app_scopes", "check_credential", "create_acquirer", "user_hash"]
 
 log = logging.getLogger("flask_obo.obo")
 
@@ -56,11 +75,14 @@ _GRAPH = "https://graph.microsoft.com"
 # one for every tenant that ever called it. An evicted tenant's next miss rebuilds its app.
 _MAX_CLIENTS = 256
 _MAX_EXPIRES_IN = 86_400
+# The key of a tenant's second MSAL app, the one that asks for offline_access (refresh tokens,
+# for long-running sessions only); a space cannot occur in a tenant id or domain.
+_OFFLINE = " offline_access"
 
 
 def create_acquirer(app: Flask, config: OboConfig, http: PinnedTrustSession,
-                    cache: Any | None, *,
-                    clock: Callable[[], float] | None = None) -> TokenAcquirer | None:
+                    cache: Any | None, *, clock: Callable[[], float] | None = None,
+                    refusals: RefusalLog | None = None) -> TokenAcquirer | None:
     """The app's acquirer, or None for an API that only validates tokens (no credential)."""
     credential = load_credential(config)
     if credential is None:
@@ -72,7 +94,7 @@ def create_acquirer(app: Flask, config: OboConfig, http: PinnedTrustSession,
                               ": list only the downstream API's own scopes.")
     acquirer = TokenAcquirer(config, http, credential,
                              build_token_cache(app, config, cache, credential, clock=clock),
-                             sender=app)
+                             sender=app, refusals=refusals)
     log.info("flask-obo: on-behalf-of enabled for client %s with a %s", config.client_id,
              credential.description)
     return acquirer
@@ -82,8 +104,11 @@ class TokenAcquirer:
     """Acquires, caches and maps errors for downstream tokens of one app."""
 
     def __init__(self, config: OboConfig, http: PinnedTrustSession, credential: ClientCredential,
-                 cache: OboTokenCache, *, sender: Any = None) -> None:
+                 cache: OboTokenCache, *, sender: Any = None,
+                 refusals: RefusalLog | None = None) -> None:
         self.config = config
+        # Where a refused tenant is explained: the app's refusal log (``OboState.refusals``).
+        self.refusals = refusals or RefusalLog()
         self.credential = credential
         self.cache = cache
         self._http = MsalHttp(http, config.http_timeout)
@@ -105,11 +130,12 @@ class TokenAcquirer:
     # public --------------------------------------------------------------------------------
     def on_behalf_of(self, assertion: str, assertion_hash: str, scopes: Iterable[str], *,
                      tenant: str | None = None, claims: str | None = None,
-                     user: str = "") -> AccessToken:
+                     user: str = "", api: str | None = None) -> AccessToken:
         """A token for ``scopes`` on behalf of the user whose token ``assertion`` is.
 
         ``assertion_hash`` (hex SHA-256 of the assertion) keys the cache; with ``claims`` (a
         claims challenge) the cache is bypassed and the fresh token replaces the cached one.
+        ``api``: the configured downstream API's name, a label for telemetry.
         """
         cache = self.cache
         if claims is None:  # the hit path first: one lookup for the key, one for the token
@@ -120,8 +146,9 @@ class TokenAcquirer:
             else:
                 token = cache.get(key)
                 if token is not None and token.refresh_on > cache.clock():
+                    telemetry.token_acquired("cache", "on_behalf_of", api)
                     if downstream_token_acquired.receivers:
-                        self._signal_acquired(token.scopes, "cache", False)
+                        self._send_acquired(token.scopes, "cache", False)
                     return token
         wanted = self.scope_tuple(scopes)
         tid = self.tenant_for(tenant)
@@ -130,14 +157,14 @@ class TokenAcquirer:
         def fetch() -> AccessToken:
             return self._obo(tid, assertion, wanted, claims, user)
 
-        return self._acquire(key, fetch, wanted, claims, app_only=False)
+        return self._acquire(key, fetch, wanted, claims, app_only=False, api=api)
 
     def _obo_key(self, assertion_hash: str, scopes: Iterable[str], tenant: str | None) -> str:
         return self.cache.key("obo", self._client_id, self.tenant_for(tenant), assertion_hash,
                               self.scope_tuple(scopes))
 
     def app_token(self, scopes: Iterable[str], *, tenant: str | None = None,
-                  claims: str | None = None) -> AccessToken:
+                  claims: str | None = None, api: str | None = None) -> AccessToken:
         """An app-only token (client credentials) for the resource of ``scopes``."""
         wanted = app_scopes(self.scope_tuple(scopes))
         tid = self.tenant_for(tenant)
@@ -146,7 +173,48 @@ class TokenAcquirer:
         def fetch() -> AccessToken:
             return self._client_credentials(tid, wanted, claims)
 
-        return self._acquire(key, fetch, wanted, claims, app_only=True)
+        return self._acquire(key, fetch, wanted, claims, app_only=True, api=api)
+
+    def acquire_cached(self, key: str, fetch: Callable[[], AccessToken],
+                       scopes: tuple[str, ...], *, claims: str | None = None,
+                       api: str | None = None) -> AccessToken:
+        """A user's token cached under ``key``, else ``fetch()``'s: the same single flight,
+        cross-process lock and refresh-ahead as ``on_behalf_of`` (long-running sessions, whose
+        ``fetch`` redeems a refresh token)."""
+        return self._acquire(key, fetch, scopes, claims, app_only=False, api=api,
+                             grant="refresh_token")
+
+    def on_behalf_of_offline(self, assertion: str, scopes: tuple[str, ...], *, tenant: str,
+                             user: str) -> tuple[AccessToken, str]:
+        """On-behalf-of asking for ``offline_access``: the token and a refresh token, which
+        the caller keeps (nothing is cached here). For long-running sessions."""
+        started = self.cache.clock()
+        result = self._call("on_behalf_of", tenant, scopes, user, lambda app: (
+            app.acquire_token_on_behalf_of(assertion, list(scopes))), offline=True)
+        token = self._token(result, started, "on_behalf_of", tenant, scopes, user)
+        refresh_token = result.get("refresh_token")
+        if not isinstance(refresh_token, str) or not refresh_token:
+            raise self._failed("on_behalf_of", tenant, scopes, user, UpstreamAuthError(
+                "The identity provider returned no refresh token: this API needs the "
+                "offline_access permission (consented) for long-running sessions.",
+                reason="no_refresh_token"))
+        return token, refresh_token
+
+    def redeem_refresh_token(self, refresh_token: str, scopes: tuple[str, ...], *,
+                             tenant: str, user: str,
+                             claims: str | None = None) -> tuple[AccessToken, str | None]:
+        """A token for ``scopes`` from ``refresh_token``, and the refresh token that replaces
+        it (None if the identity provider sent none). A refused refresh token raises
+        ``LongRunningSessionExpired``; nothing is cached here."""
+        started = self.cache.clock()
+        merged = with_capabilities(self.config.client_capabilities, claims)
+        extra = {"data": {"claims": merged}} if merged else {}
+        result = self._call("refresh_token", tenant, scopes, user, lambda app: (
+            app.acquire_token_by_refresh_token(refresh_token, list(scopes), **extra)),
+            offline=True)
+        token = self._token(result, started, "refresh_token", tenant, scopes, user)
+        rotated = result.get("refresh_token")
+        return token, rotated if isinstance(rotated, str) and rotated else None
 
     def tenant_for(self, tid: str | None) -> str:
         """The tenant to ask: the configured one, or for a multi-tenant API the caller's (or
@@ -163,9 +231,37 @@ class TokenAcquirer:
         if allowed is not None and tid not in allowed:
             # A caller's own tid was checked by the validator; a tenant given by the app (maybe
             # from request input) must not make this API act in a tenant it does not serve.
-            raise InsufficientScope("This API does not act in that tenant.",
-                                    reason="tenant_not_allowed")
+            raise self._tenant_refused(tid, "OBO_ALLOWED_TENANTS does not list it")
         return tid
+
+    def honoured_tenant(self, requested: object, default: str | None) -> str | None:
+        """The tenant to ask where code or an Azure SDK names one (``requested``) instead of
+        ``default`` (the caller's, or None: the configured one): the same tenant, or for a
+        multi-tenant API one that ``OBO_ALLOWED_TENANTS`` allows. Any other is refused (403
+        ``tenant_not_allowed``) before any identity-provider call: the one tenant check of
+        every app-token and SDK path."""
+        if requested is None:
+            return default
+        if not isinstance(requested, str):
+            raise self._tenant_refused(requested, "a tenant id is a string")
+        wanted = requested.strip().lower()
+        single = self._single_tenant
+        if wanted == (default or "").lower() or (single is not None and wanted == single.lower()):
+            return default
+        if single is not None:
+            raise self._tenant_refused(requested, f"OBO_AUTHORITY is single-tenant ({single})")
+        if not is_guid(wanted):
+            raise self._tenant_refused(requested, "a tenant is named by its id (a GUID)")
+        return self.tenant_for(wanted)
+
+    def _tenant_refused(self, tenant: object, why: str) -> InsufficientScope:
+        error = InsufficientScope("This API does not act in that tenant.",
+                                  reason="tenant_not_allowed",
+                                  log_detail=f"a token for tenant {clean(tenant, 64)} was "
+                                             f"refused: {why}")
+        self.refusals.refused(error, where=request_line(request) if has_request_context()
+                              else "")
+        return error
 
     def scope_tuple(self, scopes: Iterable[str]) -> tuple[str, ...]:
         """Scopes as a sorted tuple without duplicates (memoized for the tuples config holds)."""
@@ -186,13 +282,15 @@ class TokenAcquirer:
             self._scope_memo[memo_key] = result
         return result
 
-    def client(self, tenant: str) -> msal.ConfidentialClientApplication:
-        """The MSAL app for ``tenant``, built once (its construction fetches discovery)."""
-        found = self._clients.get(tenant)
+    def client(self, tenant: str, *, offline: bool = False) -> msal.ConfidentialClientApplication:
+        """The MSAL app for ``tenant``, built once (its construction fetches discovery);
+        ``offline``: the one that asks for refresh tokens (long-running sessions)."""
+        key = tenant + _OFFLINE if offline else tenant
+        found = self._clients.get(key)
         if found is not None:
             return found
         try:
-            built, _ = self._client_flights.run(tenant, lambda: self._build_client(tenant),
+            built, _ = self._client_flights.run(key, lambda: self._build_client(tenant, offline),
                                                 timeout=self.cache.wait_timeout)
         except FlightTimeout:
             raise IdentityProviderUnavailable(reason="timeout") from None
@@ -209,30 +307,37 @@ class TokenAcquirer:
 
     # the flow --------------------------------------------------------------------------------
     def _acquire(self, key: str, fetch: Callable[[], AccessToken], scopes: tuple[str, ...],
-                 claims: str | None, *, app_only: bool) -> AccessToken:
+                 claims: str | None, *, app_only: bool, api: str | None = None,
+                 grant: str | None = None) -> AccessToken:
+        # api, grant: telemetry's labels (grant: the one fetch uses, where not OBO or app-only)
         cache = self.cache
         if claims is None:
             token = cache.get(key)  # the hit path: a dict lookup and a clock check
             if token is not None:
                 if token.refresh_on <= cache.clock():
                     cache.refresh_in_background(key, lambda: self._announce(
-                        fetch(), scopes, app_only))
-                self._signal_acquired(scopes, "cache", app_only)
+                        fetch(), scopes, app_only, api, grant))
+                self._signal_acquired(scopes, "cache", app_only, api, grant)
                 return token
             flight = key
         else:
+            if not readable_claims(claims):
+                # A downstream API's (an Azure SDK passes it on): nothing to send to Entra.
+                raise DownstreamUnavailable("The downstream API's claims challenge could not "
+                                            "be read.", reason="downstream_bad_response")
             flight = key + ":" + hashlib.sha256(claims.encode()).hexdigest()[:16]
         try:
             token, fetched = cache.get_or_fetch(flight, fetch, store_key=key,
                                                 force=claims is not None)
         except FlightTimeout:
             raise IdentityProviderUnavailable(reason="timeout") from None
-        self._signal_acquired(scopes, "identity_provider" if fetched else "cache", app_only)
+        self._signal_acquired(scopes, "identity_provider" if fetched else "cache", app_only, api,
+                              grant)
         return token
 
-    def _announce(self, token: AccessToken, scopes: tuple[str, ...],
-                  app_only: bool) -> AccessToken:
-        self._signal_acquired(scopes, "identity_provider", app_only)
+    def _announce(self, token: AccessToken, scopes: tuple[str, ...], app_only: bool,
+                  api: str | None, grant: str | None) -> AccessToken:
+        self._signal_acquired(scopes, "refresh_ahead", app_only, api, grant)
         return token
 
     def _obo(self, tenant: str, assertion: str, scopes: tuple[str, ...], claims: str | None,
@@ -250,9 +355,18 @@ class TokenAcquirer:
         return self._token(result, started, "client_credentials", tenant, scopes, "app")
 
     def _call(self, grant: str, tenant: str, scopes: tuple[str, ...], user: str,
-              call: Callable[[msal.ConfidentialClientApplication], Any]) -> Mapping[str, Any]:
+              call: Callable[[msal.ConfidentialClientApplication], Any], *,
+              offline: bool = False) -> Mapping[str, Any]:
+        # Timed and traced whole: a tenant's first call fetches its discovery document too.
+        return telemetry.identity_provider_call(
+            grant, lambda: self._call_once(grant, tenant, scopes, user, call, offline),
+            call_outcome, (user, tenant) if self.config.telemetry_include_ids else None)
+
+    def _call_once(self, grant: str, tenant: str, scopes: tuple[str, ...], user: str,
+                   call: Callable[[msal.ConfidentialClientApplication], Any],
+                   offline: bool) -> Mapping[str, Any]:
         try:
-            app = self.client(tenant)
+            app = self.client(tenant, offline=offline)
         except OboError as exc:
             raise self._failed(grant, tenant, scopes, user, exc,
                                error=f"metadata_{exc.reason}") from None
@@ -271,11 +385,12 @@ class TokenAcquirer:
                scopes: tuple[str, ...], user: str) -> AccessToken:
         token = result.get("access_token")
         if "error" in result or not token:
-            raise self._failed(grant, tenant, scopes, user, result_error(
+            error = refresh_error(result) if grant == "refresh_token" else result_error(
                 result, authority=f"{self.config.instance}/{tenant}",
                 client_id=self.config.client_id, scopes=scopes,
-                app_only=grant == "client_credentials"),
-                codes=error_codes(result), error=str(result.get("error", "no_access_token")))
+                app_only=grant == "client_credentials")
+            raise self._failed(grant, tenant, scopes, user, error, codes=error_codes(result),
+                               error=str(result.get("error", "no_access_token")))
         try:
             # At most a day (Entra's longest access-token lifetime): an absurd lifetime would
             # keep the token in the caches for as long.
@@ -287,7 +402,7 @@ class TokenAcquirer:
             raise self._failed(grant, tenant, scopes, user, IdentityProviderUnavailable(
                 reason="malformed_response"))
         log.debug("flask-obo: %s token for user=%s tenant=%s scopes=%s, expires in %d s (%.0f ms)",
-                  grant, _user_hash(tenant, user), tenant, " ".join(scopes), expires_in,
+                  grant, user_hash(tenant, user), tenant, " ".join(scopes), expires_in,
                   (self.cache.clock() - started) * 1000)
         return AccessToken(token, started + expires_in, scopes)
 
@@ -299,7 +414,7 @@ class TokenAcquirer:
         name = error or exc.reason or type(exc).__name__
         listed = sorted(codes)
         log.warning("flask-obo: %s for user=%s tenant=%s scopes=%s failed: %s %s -> %d", grant,
-                    _user_hash(tenant, user), tenant, " ".join(scopes), name,
+                    user_hash(tenant, user), tenant, " ".join(scopes), name,
                     ",".join(f"AADSTS{c}" for c in listed) or "(no AADSTS code)", exc.code)
         if obo_failed.receivers:
             sender = self._sender()
@@ -307,18 +422,29 @@ class TokenAcquirer:
                 obo_failed.send(sender, error=name, codes=listed, scopes=scopes)
         return exc
 
-    def _signal_acquired(self, scopes: tuple[str, ...], source: str, app_only: bool) -> None:
+    def _signal_acquired(self, scopes: tuple[str, ...], source: str, app_only: bool,
+                         api: str | None = None, grant: str | None = None) -> None:
+        telemetry.token_acquired(
+            source, grant or ("client_credentials" if app_only else "on_behalf_of"), api)
         if downstream_token_acquired.receivers:
-            sender = self._sender()
-            if sender is not None:
-                downstream_token_acquired.send(sender, scopes=scopes, source=source,
-                                               app_only=app_only)
+            self._send_acquired(scopes, source, app_only)
 
-    def _build_client(self, tenant: str) -> msal.ConfidentialClientApplication:
-        found = self._clients.get(tenant)
+    def _send_acquired(self, scopes: tuple[str, ...], source: str, app_only: bool) -> None:
+        sender = self._sender()
+        if sender is not None:
+            # The signal's sources stay two: a refresh ahead is the identity provider's.
+            downstream_token_acquired.send(
+                sender, scopes=scopes, app_only=app_only,
+                source="identity_provider" if source == "refresh_ahead" else source)
+
+    def _build_client(self, tenant: str, offline: bool) -> msal.ConfidentialClientApplication:
+        key = tenant + _OFFLINE if offline else tenant
+        found = self._clients.get(key)
         if found is not None:
             return found
         authority = f"{self.config.instance}/{tenant}"
+        # Refresh tokens only where a long-running session keeps them (MSAL adds openid itself).
+        excluded = [] if offline else ["offline_access"]
         try:
             app = msal.ConfidentialClientApplication(
                 self.config.client_id,
@@ -328,7 +454,7 @@ class TokenAcquirer:
                 http_cache=NoStore(),
                 token_cache=NoTokenCache(),
                 instance_discovery=self._instance_discovery,
-                exclude_scopes=["offline_access"],  # no refresh tokens: nothing to keep them in
+                exclude_scopes=excluded,
                 # "CP1" tells Entra this API answers CAE claims challenges (DownstreamSession).
                 client_capabilities=list(self.config.client_capabilities) or None,
                 app_name="flask-obo",
@@ -336,7 +462,7 @@ class TokenAcquirer:
         except Exception as exc:  # logged and signalled by the caller, as any failed call
             raise exception_error(exc) from None
         with self._clients_lock:
-            self._clients[tenant] = app
+            self._clients[key] = app
             while len(self._clients) > max(1, self.max_clients):
                 del self._clients[next(iter(self._clients))]  # the oldest built
         return app
@@ -359,7 +485,8 @@ def app_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
     return (resources.pop() + "/.default",)
 
 
-def _user_hash(tenant: str, user: str) -> str:
+def user_hash(tenant: str, user: str) -> str:
+    """A user as logged: a hash prefix of tenant and oid, never the oid itself."""
     if not user or user == "app":
         return user or "-"
     return hashlib.sha256(f"{tenant}:{user}".encode()).hexdigest()[:12]
@@ -387,14 +514,22 @@ def check_credential(state: OboState) -> Iterator[CheckResult]:
     try:
         token = acquirer._client_credentials(tenant, scopes, None)
     except UpstreamAuthError as exc:
-        if exc.reason in ("invalid_client", "unauthorized_client", "credential_unavailable"):
+        codes = exc.extra.get("aadsts", ())
+        hint = hint_for(codes)
+        said = f"{exc.reason} {_aadsts(exc)}".strip()
+        if hint is not None and set(hint.codes) & CLIENT_FAULT_CODES:
+            yield CheckResult(False, "credential", f"the identity provider refused app "
+                              f"{config.client_id} with its {acquirer.credential.description} "
+                              f"({said}: {hint.meaning}): {_plain(hint.fix)}.")
+        elif exc.reason in ("invalid_client", "unauthorized_client", "credential_unavailable"):
             yield CheckResult(False, "credential", f"{acquirer.credential.description} was "
-                              f"refused ({exc.reason} {_aadsts(exc)}): check that it is the one "
-                              f"registered on app {config.client_id} and has not expired.")
+                              f"refused ({said}): check that it is the one registered on app "
+                              f"{config.client_id} and has not expired.")
         else:
+            detail = f": {hint.meaning}; {_plain(hint.fix)}" if hint is not None else ""
             yield CheckResult(True, "credential", f"{acquirer.credential.description} accepted, "
-                              f"but a token for {scopes[0]} was refused ({exc.reason} "
-                              f"{_aadsts(exc)})", warning=True)
+                              f"but a token for {scopes[0]} was refused ({said}){detail}",
+                              warning=True)
         return
     except OboError as exc:
         yield CheckResult(False, "credential", f"could not reach the identity provider to try "
@@ -407,4 +542,9 @@ def check_credential(state: OboState) -> Iterator[CheckResult]:
 
 def _aadsts(exc: OboError) -> str:
     return ",".join(f"AADSTS{c}" for c in sorted(exc.extra.get("aadsts", ()))) or ""
+
+
+def _plain(text: str) -> str:
+    """A hint's markdown, as a terminal shows it."""
+    return text.replace("`", "").replace("*", "")
 

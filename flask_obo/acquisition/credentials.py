@@ -104,7 +104,7 @@ def _certificate(spec: Mapping[str, Any]) -> ClientCredential:
         raise ConfigError("OBO_CLIENT_CERTIFICATE: the private key is not an RSA key; Entra ID "
                           "client certificates must be RSA (2048 bits or more).")
     leaf = _matching_cert(key, chain)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     sha256 = leaf.fingerprint(hashes.SHA256()).hex()
     if leaf.not_valid_after_utc <= now:
         raise ConfigError(f"OBO_CLIENT_CERTIFICATE: the certificate sha256={sha256} expired on "

@@ -7,7 +7,8 @@
   ``_redis_store.py`` and ``_redis_lock.py`` (Redis without pickle, and its lock).
 """
 
+from ._redis_store import RedisEntryStore
 from .backends import build_token_cache
 from .token_cache import AccessToken, OboTokenCache, cache_key
 
-__all__ = ["AccessToken", "OboTokenCache", "build_token_cache", "cache_key"]
+__all__ = ["AccessToken", "OboTokenCache", "RedisEntryStore", "build_token_cache", "cache_key"]

@@ -53,23 +53,10 @@ class EntryCodec:
              "s": list(scopes)},
             separators=(",", ":"),
         ).encode()
-        if not self._ciphers:
-            return _PLAIN + plain
-        kid, cipher = self._ciphers[0]
-        nonce = os.urandom(_NONCE_LEN)
-        return _SEALED + kid + nonce + cipher.encrypt(nonce, plain, cache_key.encode())
+        return self.seal(cache_key, plain)
 
     def decode(self, cache_key: str, raw: object) -> Entry | None:
-        if not isinstance(raw, bytes) or not raw:
-            return None
-        marker, body = raw[:1], raw[1:]
-        if marker == _SEALED:
-            plain = self._open(cache_key, body)
-        elif marker == _PLAIN and not self._ciphers:
-            # With encryption on, a plaintext entry (planted, or from before) is never trusted.
-            plain = body
-        else:
-            return None
+        plain = self.open(cache_key, raw)
         if plain is None:
             return None
         try:
@@ -87,6 +74,26 @@ class EntryCodec:
         if not all(isinstance(s, str) for s in scopes):
             return None
         return token, expires_on, refresh_on, scopes
+
+    def seal(self, cache_key: str, plain: bytes) -> bytes:
+        """``plain`` as stored under ``cache_key``: encrypted and bound to it, when keyed."""
+        if not self._ciphers:
+            return _PLAIN + plain
+        kid, cipher = self._ciphers[0]
+        nonce = os.urandom(_NONCE_LEN)
+        return _SEALED + kid + nonce + cipher.encrypt(nonce, plain, cache_key.encode())
+
+    def open(self, cache_key: str, raw: object) -> bytes | None:
+        """What ``seal`` was given for ``cache_key``; None for anything else."""
+        if not isinstance(raw, bytes) or not raw:
+            return None
+        marker, body = raw[:1], raw[1:]
+        if marker == _SEALED:
+            return self._open(cache_key, body)
+        if marker == _PLAIN and not self._ciphers:
+            # With encryption on, a plaintext entry (planted, or from before) is never trusted.
+            return body
+        return None
 
     def _open(self, cache_key: str, body: bytes) -> bytes | None:
         if len(body) < _KID_LEN + _NONCE_LEN + 16:

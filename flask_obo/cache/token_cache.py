@@ -27,6 +27,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import telemetry
 from .._single_flight import SingleFlight
 from ._codec import EntryCodec
 
@@ -142,6 +143,11 @@ class OboTokenCache:
         return self._keys(kind, client_id, tenant, subject,
                           scopes if isinstance(scopes, tuple) else tuple(scopes))
 
+    def lock(self, key: str) -> AbstractContextManager[Any]:
+        """The cross-process lock of ``key`` (on Redis; elsewhere a no-op): held around one
+        identity-provider call, or given up after its wait."""
+        return self._lock_factory(key)
+
     # reads ---------------------------------------------------------------------------------
     def get(self, key: str) -> AccessToken | None:
         """A usable token (before its expiry minus the margin), or None."""
@@ -242,6 +248,7 @@ class OboTokenCache:
         try:
             return getattr(self.backend, op)(*args)
         except Exception as exc:
+            telemetry.cache_error(op)
             self._backend_down_until = time.monotonic() + _BACKEND_RETRY_AFTER
             now = time.monotonic()
             if now - self._last_log >= _LOG_INTERVAL:

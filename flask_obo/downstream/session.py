@@ -9,8 +9,10 @@ A downstream 401 carrying a claims challenge (continuous access evaluation,
 ``error="insufficient_claims"``) gets one fresh token for that challenge and one retry; if
 refused again, the challenge goes back to the client as a ``ClaimsChallenge``. The header is
 read in one linear pass and only up to 8 KiB, the claims only up to a sane nesting depth: what
-does not read as a challenge reaches the view as the 401 it is. A downstream API that does not
-answer, or whose answer cannot be read, is a 502/504, never a 500.
+does not read as a challenge reaches the view as the 401 it is. A session over a
+``TokenSource`` (a long-running session's) asks it for the token of every call, and for the
+error to raise when a challenge cannot be met. A downstream API that does not answer, or whose
+answer cannot be read, is a 502/504, never a 500.
 """
 
 from __future__ import annotations
@@ -19,16 +21,17 @@ import base64
 import binascii
 import hashlib
 import http.cookiejar
-import json
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from .. import telemetry
+from .._claims import readable_claims
 from .._http import build_session
 from ..cache import AccessToken
 from ..config import OboConfig
@@ -39,7 +42,7 @@ from ..validation import TokenClaims
 if TYPE_CHECKING:
     from ..acquisition import TokenAcquirer
 
-__all__ = ["DownstreamPools", "DownstreamSession"]
+__all__ = ["DownstreamPools", "DownstreamSession", "TokenSource"]
 
 log = logging.getLogger("flask_obo.downstream")
 
@@ -52,8 +55,6 @@ _UNREADABLE_ANSWER = (requests.exceptions.ChunkedEncodingError,
 _CHALLENGE_PARAM = re.compile(r'(?<![\w-])([A-Za-z_][\w-]*)\s*=\s*"([^"]*)"')
 # Longer WWW-Authenticate headers are not read as challenges (Entra's are a few hundred bytes).
 _MAX_CHALLENGE_BYTES = 8192
-# Claims nested deeper than this are not a claims request (Entra's go 3 or 4 deep).
-_MAX_CLAIMS_DEPTH = 16
 
 
 # pools -------------------------------------------------------------------------------------
@@ -95,10 +96,22 @@ class _Bearer(requests.auth.AuthBase):
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers["Authorization"] = self.value
+        # Per request, never on the shared pool: the current span (this call's) as the parent.
+        telemetry.inject_context(request.headers)
         return request
 
 
 # the session -------------------------------------------------------------------------------
+class TokenSource(Protocol):
+    """Where a session's tokens come from when it is neither a request's caller nor the app."""
+
+    def acquire(self, claims: str | None) -> AccessToken:
+        """A token (for ``claims``: a fresh one meeting that claims challenge)."""
+
+    def refused(self, claims: str) -> Exception:
+        """The error to raise when the downstream API refuses even that fresh token."""
+
+
 class DownstreamSession:
     """Calls one downstream API as this request's caller (or as the app, for app tokens).
 
@@ -106,13 +119,14 @@ class DownstreamSession:
     the same origin) and the usual ``requests`` arguments; a default timeout applies.
     """
 
-    __slots__ = ("_acquirer", "_assertion", "_base_url", "_caller", "_pool", "_scopes", "_tenant",
-                 "_timeout", "_token")
+    __slots__ = ("_acquirer", "_api", "_assertion", "_base_url", "_caller", "_pool", "_scopes",
+                 "_source", "_tenant", "_timeout", "_token")
 
     def __init__(self, acquirer: TokenAcquirer, pool: requests.Session,
                  scopes: tuple[str, ...], *, base_url: str | None, timeout: float,
                  caller: TokenClaims | None = None, tenant: str | None = None,
-                 assertion: str | None = None) -> None:
+                 assertion: str | None = None, source: TokenSource | None = None,
+                 api: str | None = None) -> None:
         self._acquirer = acquirer
         self._pool = pool
         self._scopes = scopes
@@ -120,6 +134,10 @@ class DownstreamSession:
         self._timeout = timeout
         self._caller = caller  # None: an app-only session
         self._tenant = tenant
+        # A source is asked on every call: a session kept by a job for hours would otherwise
+        # keep an expired token, and one stopped meanwhile would go on.
+        self._source = source
+        self._api = api  # the configured API's name (telemetry); None for ad-hoc scopes
         # The caller's own token, taken now: the cache key is the caller's token hash, so the
         # assertion exchanged must be that same token even if the session outlives its request
         # (kept, or used from another thread) and another user's request is current then.
@@ -134,23 +152,26 @@ class DownstreamSession:
     @classmethod
     def _for_caller(cls, acquirer: TokenAcquirer, pool: requests.Session,
                     scopes: tuple[str, ...], base_url: str | None, timeout: float,
-                    caller: TokenClaims, assertion: str) -> DownstreamSession:
+                    caller: TokenClaims, assertion: str, api: str | None) -> DownstreamSession:
         """A session for ``caller``, whose raw token ``assertion`` is: both from one validation
         (``verified_caller``), so there is nothing to check (the per-request hot path)."""
         session = cls.__new__(cls)
         session._acquirer, session._pool, session._scopes = acquirer, pool, scopes
         session._base_url, session._timeout = base_url, timeout
         session._caller, session._tenant, session._assertion = caller, None, assertion
-        session._token = None
+        session._source, session._api, session._token = None, api, None
         return session
 
     def __repr__(self) -> str:
-        kind = "app" if self._caller is None else "on-behalf-of"
+        kind = ("long-running" if self._source is not None else
+                "app" if self._caller is None else "on-behalf-of")
         return f"<DownstreamSession {kind} {self._base_url or ''} scopes={list(self._scopes)}>"
 
     @property
     def access_token(self) -> AccessToken:
         """This session's token, acquired on first use (from the cache when possible)."""
+        if self._source is not None:
+            return self._source.acquire(None)  # asked for every call
         token = self._token
         if token is None:
             token = self._token = self._acquire(None)
@@ -160,14 +181,14 @@ class DownstreamSession:
     def authorization(self) -> str:
         """The Authorization header value for the downstream API."""
         token = self._token
-        if token is None:
-            token = self._token = self._acquire(None)
+        if token is None or self._source is not None:
+            token = self.access_token
         return token.authorization
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         target = self._url(url)
         kwargs.setdefault("timeout", self._timeout)
-        response = self._send(method, target, kwargs)
+        response = self._send(method, target, kwargs, self.authorization)
         claims = _claims_challenge(response)
         if claims is None:
             return response
@@ -176,17 +197,24 @@ class DownstreamSession:
             raise self._refused(claims)
         response.close()
         self._token = self._acquire(claims)  # one fresh token for exactly this challenge
-        response = self._send(method, target, kwargs)
+        response = self._send(method, target, kwargs, self._token.authorization)
         again = _claims_challenge(response)
         if again is not None:
             response.close()
             raise self._refused(again)
         return response
 
-    def _send(self, method: str, target: str, kwargs: dict[str, Any]) -> requests.Response:
+    def _send(self, method: str, target: str, kwargs: dict[str, Any],
+              authorization: str) -> requests.Response:
+        # The token is had before: an identity-provider call is not part of this call's span.
+        return telemetry.downstream_call(
+            lambda: self._send_once(method, target, kwargs, authorization),
+            method, target, self._api, self._ids())
+
+    def _send_once(self, method: str, target: str, kwargs: dict[str, Any],
+                   authorization: str) -> requests.Response:
         try:
-            return self._pool.request(method, target, auth=_Bearer(self.authorization),
-                                      **kwargs)
+            return self._pool.request(method, target, auth=_Bearer(authorization), **kwargs)
         except _UNREADABLE_ANSWER as exc:
             # An answer that cannot be read (a broken body or encoding, a redirect loop) is the
             # downstream API's fault: a gateway error, not a 500 with a stack trace.
@@ -227,12 +255,24 @@ class DownstreamSession:
         return self.request("OPTIONS", url, **kwargs)
 
     def _acquire(self, claims: str | None) -> AccessToken:
+        if self._source is not None:
+            return self._source.acquire(claims)
         caller = self._caller
         if caller is None:
-            return self._acquirer.app_token(self._scopes, tenant=self._tenant, claims=claims)
+            return self._acquirer.app_token(self._scopes, tenant=self._tenant, claims=claims,
+                                            api=self._api)
         return self._acquirer.on_behalf_of(self._assertion,  # type: ignore[arg-type]
                                            caller.token_hash, self._scopes, tenant=caller.tid,
-                                           claims=claims, user=caller.oid or "")
+                                           claims=claims, user=caller.oid or "", api=self._api)
+
+    def _ids(self) -> tuple[str, str] | None:
+        """(user object id, tenant id) for the call's span, with OBO_TELEMETRY_INCLUDE_IDS."""
+        if not self._acquirer.config.telemetry_include_ids:
+            return None
+        caller = self._caller
+        if caller is None:  # the app's own token, or a long-running session's: the tenant only
+            return "", self._tenant or ""
+        return caller.oid or "", caller.tid or ""
 
     def _url(self, url: str) -> str:
         parts = urlsplit(url)
@@ -249,6 +289,8 @@ class DownstreamSession:
         return self._base_url + url.lstrip("/")
 
     def _refused(self, claims: str) -> Exception:
+        if self._source is not None:
+            return self._source.refused(claims)
         if self._caller is None:
             return UpstreamAuthError("The downstream API refused this API's app token.",
                                      reason="insufficient_claims")
@@ -284,36 +326,10 @@ def _claims_challenge(response: requests.Response) -> str | None:
     if params.get("error") != "insufficient_claims" or not encoded:
         return None
     try:
-        raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_")
-        claims = raw.decode()
-        if _nesting(claims) > _MAX_CLAIMS_DEPTH or not isinstance(json.loads(claims), dict):
-            return None
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+        claims = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_").decode()
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
         return None
-    return claims
-
-
-def _nesting(text: str) -> int:
-    """How deep the arrays and objects of a JSON text nest (brackets in strings not counted):
-    checked before parsing, so deep nesting is refused rather than a RecursionError."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
+    return claims if readable_claims(claims) else None
 
 
 def _replayable(kwargs: dict[str, Any]) -> bool:

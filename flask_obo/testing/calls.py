@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = ["CallLog", "fingerprint", "redact_form"]
+
+logger = logging.getLogger("flask_obo.testing")
 
 SECRET_PARAMS = frozenset({
     "client_secret", "client_assertion", "assertion", "password", "refresh_token", "code",
@@ -40,10 +43,21 @@ class CallLog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._records: list[dict[str, Any]] = []
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def add(self, record: Mapping[str, Any]) -> None:
         with self._lock:
             self._records.append(dict(record))
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(copy.deepcopy(dict(record)))
+            except Exception:  # a listener's bug must not break the emulator's answer
+                logger.exception("Entra emulator: a call listener failed")
+
+    def subscribe(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        with self._lock:
+            self._listeners.append(listener)
 
     def query(
         self, grant: str | None = None, *, endpoint: str | None = "token"

@@ -1,8 +1,14 @@
 """The claims of the tokens Entra issues: v1 and v2 access tokens, app tokens, ID tokens.
 
 v2 access tokens carry ``azp``/``azpacr``/``preferred_username`` and the issuer
-``{base}/{tid}/v2.0``; v1 tokens carry ``appid``/``appidacr``/``upn`` and the issuer
-``{base}/{tid}/`` (the shape of ``https://sts.windows.net/{tid}/``, on the emulator's host).
+``{base}/{tid}/v2.0``; v1 tokens carry ``appid``/``appidacr``/``upn`` and Entra's own v1 issuer
+``https://sts.windows.net/{tid}/``, as the v1 discovery document says.
+
+Why Entra's host in the v1 issuer: Microsoft's services check it by prefix (Azurite, the Azure
+Storage emulator, accepts only ``https://sts.windows.net/`` and its sovereign-cloud siblings), and
+Microsoft Graph and Azure Storage accept only v1 tokens. The issuer is a name, never a URL anyone
+fetches (keys come from the discovery document's ``jwks_uri``, on the emulator), and the tokens
+are signed by the emulator's keys, so an API configured against real Entra still refuses them.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ __all__ = [
     "ACR_CERTIFICATE",
     "ACR_PUBLIC",
     "ACR_SECRET",
+    "V1_ISSUER_BASE",
     "Issuers",
     "app_access_claims",
     "client_info",
@@ -33,14 +40,19 @@ ACR_PUBLIC = "0"
 ACR_SECRET = "1"
 ACR_CERTIFICATE = "2"
 
+#: Entra's v1 issuer host (v1 access tokens, the v1 discovery document).
+V1_ISSUER_BASE = "https://sts.windows.net"
+
+
 @dataclass(frozen=True)
 class Issuers:
-    """Issuer URLs on the emulator's base URL (``https://127.0.0.1:PORT``)."""
+    """The issuers of tokens: v2 on the emulator's base URL (``https://127.0.0.1:PORT``), v1
+    on Entra's ``https://sts.windows.net`` (see the module docstring)."""
 
     base: str
 
     def v1(self, tenant_id: str) -> str:
-        return f"{self.base}/{tenant_id}/"
+        return f"{V1_ISSUER_BASE}/{tenant_id}/"
 
     def v2(self, tenant_id: str) -> str:
         return f"{self.base}/{tenant_id}/v2.0"
@@ -50,13 +62,12 @@ class Issuers:
 
     def parse(self, issuer: str) -> tuple[str, int] | None:
         """``(tenant_id, version)`` for an issuer of this emulator, else None."""
-        prefix = self.base + "/"
-        if not issuer.startswith(prefix):
-            return None
-        match = re.fullmatch(r"([^/]+)/(v2\.0)?", issuer[len(prefix):])
-        if match is None:
-            return None
-        return match.group(1), 2 if match.group(2) else 1
+        for prefix, pattern, version in ((self.base + "/", r"([^/]+)/v2\.0", 2),
+                                         (V1_ISSUER_BASE + "/", r"([^/]+)/", 1)):
+            if issuer.startswith(prefix):
+                match = re.fullmatch(pattern, issuer[len(prefix):])
+                return (match.group(1), version) if match else None
+        return None
 
 
 def _user_common(user: User, tenant_id: str, amr: Sequence[str]) -> dict[str, Any]:

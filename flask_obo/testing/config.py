@@ -5,15 +5,18 @@
     {
       "tenant_id": "<GUID, optional>", "tenant_domain": "contoso.test",
       "token_lifetime": 3600, "obo_token_lifetime": null,
+      "refresh_token_lifetime": 7776000, "refresh_token_max_age": null,
       "tenants": [{"tenant_id": "<GUID>", "domain": "fabrikam.test", "name": "Fabrikam"}],
       "apps": [{"name": "middle-tier", "client_id": "<GUID, optional>", "secret": "s3cret",
                 "scopes": ["access_as_user"], "roles": [], "access_token_version": 2,
                 "tenant": "<tenant id or domain>", "app_id_uri": "api://...",
                 "multi_tenant": false, "pre_authorized": ["cli"],
-                "certificate_file": "client-cert.pem"}],
+                "certificate_file": "client-cert.pem",
+                "spa_redirect_uris": ["http://localhost:5173/"], "web_redirect_uris": [],
+                "public_client_redirect_uris": ["http://localhost"]}],
       "users": [{"username": "alice@contoso.test", "password": "pw", "name": "Alice",
                  "mfa_required_for": ["downstream"], "roles": {"downstream": ["Reader"]},
-                 "oid": "<GUID, optional>", "mfa_passes": true}],
+                 "oid": "<GUID, optional>", "mfa_passes": true, "one_time_code": "123456"}],
       "consents": [{"client": "middle-tier", "resource": "downstream", "scopes": ["read"],
                     "roles": ["Reader"], "tenant": "<optional>"}]
     }
@@ -33,12 +36,13 @@ from .emulator import EntraEmulator
 
 __all__ = ["DEMO_CONFIG", "apply_config", "emulator_options"]
 
-_TOP = {"tenant_id", "tenant_domain", "token_lifetime", "obo_token_lifetime", "tenants", "apps",
-        "users", "consents"}
+_TOP = {"tenant_id", "tenant_domain", "token_lifetime", "obo_token_lifetime",
+        "refresh_token_lifetime", "refresh_token_max_age", "tenants", "apps", "users", "consents"}
 _APP = {"name", "client_id", "secret", "scopes", "roles", "access_token_version", "tenant",
-        "app_id_uri", "multi_tenant", "pre_authorized", "certificate_file"}
+        "app_id_uri", "multi_tenant", "pre_authorized", "certificate_file", "spa_redirect_uris",
+        "web_redirect_uris", "public_client_redirect_uris"}
 _USER = {"username", "password", "name", "mfa_required_for", "roles", "oid", "mfa_passes",
-         "tenant"}
+         "tenant", "one_time_code"}
 _CONSENT = {"client", "resource", "scopes", "roles", "tenant"}
 
 DEMO_CONFIG: dict[str, Any] = {
@@ -73,7 +77,8 @@ def _check_keys(kind: str, item: Mapping[str, Any], allowed: set[str]) -> None:
 def emulator_options(data: Mapping[str, Any]) -> dict[str, Any]:
     """The ``EntraEmulator(...)`` keyword arguments a config asks for."""
     _check_keys("top-level", data, _TOP)
-    names = ("tenant_id", "tenant_domain", "token_lifetime", "obo_token_lifetime")
+    names = ("tenant_id", "tenant_domain", "token_lifetime", "obo_token_lifetime",
+             "refresh_token_lifetime", "refresh_token_max_age")
     return {k: data[k] for k in names if data.get(k) is not None}
 
 
@@ -100,6 +105,9 @@ def apply_config(emu: EntraEmulator, data: Mapping[str, Any],
             multi_tenant=spec.get("multi_tenant", False),
             pre_authorized=[ref(p) for p in spec.get("pre_authorized", [])],
             certificate=(Path(base_dir) / cert).read_text() if cert else None,
+            spa_redirect_uris=spec.get("spa_redirect_uris", ()),
+            web_redirect_uris=spec.get("web_redirect_uris", ()),
+            public_client_redirect_uris=spec.get("public_client_redirect_uris", ()),
         )
         apps[app.name] = app
     for spec in data.get("users", []):
@@ -109,6 +117,7 @@ def apply_config(emu: EntraEmulator, data: Mapping[str, Any],
             tenant=spec.get("tenant"), oid=spec.get("oid"),
             mfa_passes=spec.get("mfa_passes", True),
             mfa_required_for=[ref(r) for r in spec.get("mfa_required_for", [])],
+            **({"one_time_code": spec["one_time_code"]} if "one_time_code" in spec else {}),
         )
         for resource, roles in spec.get("roles", {}).items():
             emu.assign_app_role(user, ref(resource), *roles)

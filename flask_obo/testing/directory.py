@@ -79,6 +79,10 @@ class App:
     access_token_version: int = 2
     multi_tenant: bool = False
     pre_authorized: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Redirect URIs per platform (manifest: spa, web, publicClient); see redirects.py.
+    spa_redirect_uris: tuple[str, ...] = ()
+    web_redirect_uris: tuple[str, ...] = ()
+    public_client_redirect_uris: tuple[str, ...] = ()
     secret_digests: list[bytes] = field(default_factory=list, repr=False)
     certificates: list[RegisteredCertificate] = field(default_factory=list, repr=False)
 
@@ -132,6 +136,7 @@ class User:
     app_roles: dict[str, set[str]] = field(default_factory=dict)
     sessions_revoked_at: float | None = None
     enabled: bool = True
+    one_time_code_digest: bytes | None = field(default=None, repr=False)
 
     @property
     def upn(self) -> str:
@@ -141,6 +146,12 @@ class User:
         if self.password_digest is None:
             return False
         return hmac.compare_digest(_digest(password), self.password_digest)
+
+    def check_one_time_code(self, code: str) -> bool:
+        """The second factor of the interactive sign-in (see ``EntraEmulator.add_user``)."""
+        if self.one_time_code_digest is None:
+            return False
+        return hmac.compare_digest(_digest(code.strip()), self.one_time_code_digest)
 
 
 @dataclass(frozen=True)
@@ -195,8 +206,11 @@ class Directory:
         with self._lock:
             if app.client_id in self._apps:
                 raise ValueError(f"an app with client id {app.client_id} already exists")
-            if self.resource(app.app_id_uri) is not None:
-                raise ValueError(f"App ID URI {app.app_id_uri} is already in use")
+            taken = self.resource(app.app_id_uri)
+            if taken is not None:
+                raise ValueError(f"App ID URI {app.app_id_uri} is already in use (by "
+                                 f"{taken.name!r}; Microsoft Graph and Azure Storage are "
+                                 "built in: emu.graph, emu.storage)")
             self._apps[app.client_id] = app
             return app
 
@@ -222,6 +236,10 @@ class Directory:
             found = [a for a in self._apps.values() if a.name == name]
         return found[0] if len(found) == 1 else None
 
+    def apps(self) -> list[App]:
+        with self._lock:
+            return list(self._apps.values())
+
     def add_secret(self, app: App, secret: str) -> None:
         with self._lock:
             app.secret_digests.append(_digest(secret))
@@ -237,13 +255,16 @@ class Directory:
         return app.tenant_id == tenant_id or app.multi_tenant
 
     # users ---------------------------------------------------------------------------------
-    def add_user(self, user: User, password: str | None) -> User:
+    def add_user(self, user: User, password: str | None,
+                 one_time_code: str | None = None) -> User:
         with self._lock:
             key = user.username.lower()
             if key in self._usernames:
                 raise ValueError(f"user {user.username} already exists")
             if password is not None:
                 user.password_digest = _digest(password)
+            if one_time_code is not None:
+                user.one_time_code_digest = _digest(one_time_code)
             self._users[user.oid] = user
             self._usernames[key] = user.oid
             return user

@@ -1,7 +1,8 @@
 """OpenID Connect discovery documents with the fields Entra publishes, v2 and v1.
 
-Endpoints are on the emulator's host. Entra's v1 issuer is ``https://sts.windows.net/{tid}/``;
-the emulator keeps that shape on its own host: ``https://127.0.0.1:PORT/{tid}/``. For
+Endpoints are on the emulator's host. The v1 issuer is Entra's own,
+``https://sts.windows.net/{tid}/`` (why: ``claims.py``), the v2 issuer is on the emulator's host,
+``https://127.0.0.1:PORT/{tid}/v2.0``. For
 ``/common`` and ``/organizations`` the issuer holds the literal placeholder ``{tenantid}``, and
 ``tenant_region_scope`` is null, as Entra's are. Entra's v2 ``userinfo_endpoint`` is on Microsoft
 Graph; the emulator serves that API itself at ``{base}/oidc/userinfo`` (see ``userinfo.py``).
@@ -10,6 +11,8 @@ Graph; the emulator serves that API itself at ``{base}/oidc/userinfo`` (see ``us
 from __future__ import annotations
 
 from typing import Any
+
+from .claims import V1_ISSUER_BASE
 
 __all__ = ["TENANT_PLACEHOLDER", "userrealm_document", "v1_configuration", "v2_configuration"]
 
@@ -76,7 +79,7 @@ def v1_configuration(base: str, tenant_segment: str, issuer_tenant: str) -> dict
             "code", "id_token", "code id_token", "token id_token", "token",
         ],
         "scopes_supported": ["openid"],
-        "issuer": f"{base}/{issuer_tenant}/",
+        "issuer": f"{V1_ISSUER_BASE}/{issuer_tenant}/",
         "microsoft_multi_refresh_token": True,
         "authorization_endpoint": f"{root}/oauth2/authorize",
         "device_authorization_endpoint": f"{root}/oauth2/devicecode",

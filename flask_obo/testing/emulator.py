@@ -22,18 +22,23 @@ from __future__ import annotations
 import secrets
 import tempfile
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
+from .authorize import DEFAULT_ONE_TIME_CODE, AuthorizeEndpoint
 from .calls import CallLog
 from .claims import ACR_PUBLIC, ACR_SECRET, Issuers
 from .client_auth import ClientAuthenticator
 from .clients import EmulatorHttpClient, confidential_client, public_client
 from .directory import App, Directory, RegisteredCertificate, Tenant, User
 from .faults import FaultInjector
+from .first_party import GRAPH, STORAGE, register_first_party
 from .grants import TokenEndpoint
+from .interactive import InteractiveSignIn
 from .issuance import TokenFactory, UserTokenRequest
+from .redirects import check_redirect_uris
 from .server import EmulatorServer, Services, build_app
 from .tls import ClientCertificate, ServerTLS
 from .tokens import KeyRing, TokenService, amr_for
@@ -50,6 +55,11 @@ class EntraEmulator:
     :param port: the port to bind on 127.0.0.1 (0: any free port).
     :param token_lifetime: seconds an access token lives (settable later, per call too).
     :param obo_token_lifetime: seconds an OBO-issued token lives (default: ``token_lifetime``).
+    :param refresh_token_lifetime: seconds a refresh token may lie unused (each redemption
+        issues a new one); past it, ``invalid_grant`` AADSTS70008.
+    :param refresh_token_max_age: seconds after the user's sign-in (the assertion's ``iat``
+        for OBO) that a refresh token chain is redeemable, rotation or not; past it,
+        ``invalid_grant`` AADSTS700082. ``None`` (the default): no limit. Settable later.
     :param tenant_id: the default tenant's GUID (default: random).
     :param tenant_domain: the default tenant's verified domain; users ``x@<domain>`` land there.
     :param reject_assertion_reuse: refuse any second use of a client assertion ``jti``
@@ -65,6 +75,7 @@ class EntraEmulator:
         obo_token_lifetime: int | None = None,
         id_token_lifetime: int = 3600,
         refresh_token_lifetime: int = 90 * 24 * 3600,
+        refresh_token_max_age: float | None = None,
         tenant_id: str | None = None,
         tenant_domain: str = "contoso.test",
         reject_assertion_reuse: bool = False,
@@ -73,10 +84,12 @@ class EntraEmulator:
         self.obo_token_lifetime = obo_token_lifetime
         self.id_token_lifetime = id_token_lifetime
         self.refresh_token_lifetime = refresh_token_lifetime
+        self.refresh_token_max_age = refresh_token_max_age
         self._tmp = tempfile.TemporaryDirectory(prefix="entra-emulator-")
         self._tls = ServerTLS(self._tmp.name)
         self.directory = Directory(salt=secrets.token_bytes(16))
         self.tenant_id = self.directory.add_tenant(tenant_id, tenant_domain, "Contoso").tenant_id
+        self._first_party = register_first_party(self.directory)
         self.keyring = KeyRing()
         self.tokens = TokenService(self.keyring)
         self.faults = FaultInjector()
@@ -89,10 +102,13 @@ class EntraEmulator:
         self._authenticator = ClientAuthenticator(
             self.directory, self._assertion_audiences,
             reject_assertion_reuse=reject_assertion_reuse)
+        self._authorize = AuthorizeEndpoint(self.directory, self._factory.codes, self.tokens,
+                                             self.base_url)
         self._services = Services(
             base=self.base_url, directory=self.directory, keyring=self.keyring,
             token_endpoint=TokenEndpoint(self.directory, self._factory, self._authenticator),
-            faults=self.faults, calls=self._calls)
+            faults=self.faults, calls=self._calls, authorize=self._authorize,
+            session_cookie=self.session_cookie)
         self._flask = build_app(self._services)
         self._default_client: App | None = None
 
@@ -116,6 +132,17 @@ class EntraEmulator:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+    @contextmanager
+    def unreachable(self) -> Iterator[None]:
+        """An outage: the port is closed (connections refused) inside the ``with`` block, then
+        served again on the same port, with the same keys, apps, users and call log."""
+        self._server.stop()
+        try:
+            yield
+        finally:
+            self._server = EmulatorServer(self.port, self._wsgi, self._tls.server_context())
+            self._server.start()
 
     # addresses -----------------------------------------------------------------------------
     @property
@@ -148,6 +175,23 @@ class EntraEmulator:
 
     def token_endpoint(self, tenant: str | None = None) -> str:
         return f"{self.authority(tenant)}/oauth2/v2.0/token"
+
+    def authorization_endpoint(self, tenant: str | None = None) -> str:
+        return f"{self.authority(tenant)}/oauth2/v2.0/authorize"
+
+    def end_session_endpoint(self, tenant: str | None = None) -> str:
+        return f"{self.authority(tenant)}/oauth2/v2.0/logout"
+
+    @property
+    def session_cookie(self) -> str:
+        """The name of the sign-in session cookie (per port: cookies do not tell ports apart)."""
+        return f"ESTSAUTH_{self.port}"
+
+    @property
+    def certificate_spki_sha256(self) -> str:
+        """base64 SHA-256 of the server key's SPKI, for Chromium's
+        ``--ignore-certificate-errors-spki-list`` (trusts this server's key, nothing else)."""
+        return self._tls.spki_sha256
 
     def _assertion_audiences(self, path_tenant: str, tenant_id: str) -> set[str]:
         tenant = self.directory.tenant(tenant_id)
@@ -187,6 +231,9 @@ class EntraEmulator:
         client_id: str | None = None,
         multi_tenant: bool = False,
         certificate: str | ClientCertificate | None = None,
+        spa_redirect_uris: Iterable[str] = (),
+        web_redirect_uris: Iterable[str] = (),
+        public_client_redirect_uris: Iterable[str] = (),
     ) -> App:
         """Register an app (and its service principal) in ``tenant`` (default tenant).
 
@@ -194,9 +241,15 @@ class EntraEmulator:
         ``access_token_version`` (1 or 2) is the version of tokens issued *for* it.
         ``pre_authorized`` lists client apps (or maps them to scopes) that need no consent.
         With neither ``secret`` nor ``certificate`` it is a public client.
+        Redirect URIs for the interactive sign-in, per platform: ``spa_redirect_uris``
+        (single-page apps: PKCE S256, codes redeemed cross-origin only), ``web_redirect_uris``
+        (server-side apps, which authenticate to redeem) and ``public_client_redirect_uris``
+        (mobile and desktop; ``http://localhost`` matches any port). See ``redirects.py``.
         """
         if access_token_version not in (1, 2):
             raise ValueError("access_token_version must be 1 or 2")
+        spa, web, native = check_redirect_uris(spa_redirect_uris, web_redirect_uris,
+                                               public_client_redirect_uris)
         cid = client_id or str(uuid.uuid4())
         pre: dict[str, frozenset[str]] = {}
         items = pre_authorized.items() if isinstance(pre_authorized, Mapping) else (
@@ -207,7 +260,8 @@ class EntraEmulator:
             name=name, client_id=cid, tenant_id=self._tenant(tenant).tenant_id,
             app_id_uri=app_id_uri or f"api://{cid}", scopes=tuple(scopes), roles=tuple(roles),
             access_token_version=access_token_version, multi_tenant=multi_tenant,
-            pre_authorized=pre))
+            pre_authorized=pre, spa_redirect_uris=spa, web_redirect_uris=web,
+            public_client_redirect_uris=native))
         if secret is not None:
             self.directory.add_secret(app, secret)
         if certificate is not None:
@@ -252,10 +306,13 @@ class EntraEmulator:
         mfa_passes: bool = True,
         roles: Mapping[AppRef, Iterable[str]] | None = None,
         oid: str | None = None,
+        one_time_code: str | None = DEFAULT_ONE_TIME_CODE,
     ) -> User:
         """Add a user. A bare name gets the tenant's domain; a ``user@domain`` lands in the
         tenant of that domain unless ``tenant`` says otherwise. ``mfa_required_for`` lists
-        resources under a per-user MFA policy; ``roles`` assigns app roles per resource."""
+        resources under a per-user MFA policy; ``roles`` assigns app roles per resource.
+        ``one_time_code`` is what the user types on the sign-in's MFA page (``None``: no second
+        factor, so an interactive MFA step cannot succeed)."""
         domain = username.rpartition("@")[2] if "@" in username else None
         home = self._tenant(tenant) if tenant else (
             self.directory.tenant(domain) if domain else None) or self._tenant(None)
@@ -265,7 +322,7 @@ class EntraEmulator:
             username=upn, oid=oid or str(uuid.uuid4()), tenant_id=home.tenant_id,
             name=name or local.replace(".", " ").title(), mfa_passes=mfa_passes,
             mfa_required_for={self.get_app(r).client_id for r in mfa_required_for},
-        ), password)
+        ), password, one_time_code)
         for resource, assigned in (roles or {}).items():
             self.assign_app_role(user, resource, *assigned)
         return user
@@ -288,8 +345,18 @@ class EntraEmulator:
 
     def revoke_user_sessions(self, user: User) -> None:
         """Like ``revokeSignInSessions``: OBO with an assertion, or a refresh token, issued
-        before now fails with ``invalid_grant`` (AADSTS50173)."""
+        before now fails with ``invalid_grant`` (AADSTS50173), rotated refresh tokens too."""
         self.directory.revoke_sessions(user)
+
+    @property
+    def graph(self) -> App:
+        """Microsoft Graph (``https://graph.microsoft.com``), present in every tenant."""
+        return self._first_party[GRAPH.app_id_uri]
+
+    @property
+    def storage(self) -> App:
+        """Azure Storage (``https://storage.azure.com``), present in every tenant."""
+        return self._first_party[STORAGE.app_id_uri]
 
     @property
     def default_client(self) -> App:
@@ -335,6 +402,13 @@ class EntraEmulator:
         token, _, _ = self._factory.user_access_token(req, lifetime=lifetime,
                                                       extra_claims=extra_claims)
         return token
+
+    def auth_header(self, user: User, resource: AppRef, *, scopes: Iterable[str] | None = None,
+                    **kwargs: Any) -> dict[str, str]:
+        """``{"Authorization": "Bearer <a user token for resource>"}``, for a test client's
+        ``headers=``; ``scopes`` and ``kwargs`` as for :meth:`issue_user_token`."""
+        token = self.issue_user_token(user, resource=resource, scopes=scopes, **kwargs)
+        return {"Authorization": f"Bearer {token}"}
 
     def issue_app_token(self, client: AppRef, *, resource: AppRef,
                         roles: Iterable[str] | None = None, lifetime: int | None = None,
@@ -411,12 +485,22 @@ class EntraEmulator:
     def reset_calls(self) -> None:
         self._calls.reset()
 
+    def on_call(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``listener`` with each call's record (as :meth:`calls` returns them), once the
+        call is answered; ``python -m flask_obo.testing serve`` logs requests this way."""
+        self._calls.subscribe(listener)
+
     @property
     def internal_errors(self) -> list[str]:
         """Unexpected exceptions inside the emulator (each also answered 500 and logged)."""
         return list(self._services.internal_errors)
 
     # real MSAL clients -----------------------------------------------------------------------
+    def interactive_sign_in(self) -> InteractiveSignIn:
+        """A person at this emulator's sign-in pages, without a browser (see ``interactive.py``):
+        ``emu.interactive_sign_in().complete(auth_uri, username=..., password=...)``."""
+        return InteractiveSignIn(self.ca_bundle, self.base_url)
+
     def http_client(self) -> EmulatorHttpClient:
         """An HTTP client for MSAL that trusts this emulator (see ``clients.py``)."""
         return EmulatorHttpClient(self.ca_bundle, self.port)

@@ -54,7 +54,7 @@ def entra_error_body(
     error_uri_base: str = "",
 ) -> dict[str, Any]:
     """The JSON body Entra sends for ``err``."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     trace = trace_id or str(uuid.uuid4())
     correlation = correlation_id or str(uuid.uuid4())
     stamp = _timestamp(now)

@@ -1,9 +1,9 @@
 """The token endpoint's grants, with Entra's semantics and error codes.
 
 Supported: ``client_credentials``, ``urn:ietf:params:oauth:grant-type:jwt-bearer`` with
-``requested_token_use=on_behalf_of`` (OBO), ``refresh_token`` and ``password`` (ROPC).
-Interactive grants (authorization code, device code) answer ``unsupported_grant_type``: the
-emulator has no browser sign-in.
+``requested_token_use=on_behalf_of`` (OBO), ``refresh_token``, ``password`` (ROPC) and
+``authorization_code`` (see ``code_grant.py``, with the cross-origin rules for single-page
+apps). The device code grant answers ``unsupported_grant_type``.
 
 Consent: a client needs consent for a resource's delegated scopes: admin consent
 (``grant_consent``), a user's own consent, or pre-authorization by the resource. A password
@@ -21,6 +21,7 @@ from typing import Any
 
 from .calls import fingerprint
 from .client_auth import ClientAuthenticator, ClientIdentity
+from .code_grant import check_origin, redeem_code
 from .directory import RESERVED_TENANTS, App, Directory, Tenant, User
 from .errors import EntraError
 from .issuance import TokenFactory, UserTokenRequest
@@ -47,7 +48,15 @@ def _missing(name: str) -> EntraError:
 
 
 def _iso(seconds: float) -> str:
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat()
+
+
+def _span(seconds: float) -> str:
+    """A duration as Entra writes it: ``d.hh:mm:ss``."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return f"{days}.{hours:02d}:{minutes:02d}:{secs:02d}"
 
 
 def _consent_required(client: App, resource: App) -> EntraError:
@@ -96,27 +105,35 @@ class TokenEndpoint:
 
     # entry point ---------------------------------------------------------------------------
     def handle(self, path_tenant: str, form: Mapping[str, str], authorization: str | None,
-               record: MutableMapping[str, Any]) -> dict[str, Any]:
-        """Run the grant; ``record`` collects what ``calls()`` reports. Raises EntraError."""
+               record: MutableMapping[str, Any], *, origin: str | None = None) -> dict[str, Any]:
+        """Run the grant; ``record`` collects what ``calls()`` reports. Raises EntraError.
+
+        ``origin``: the request's ``Origin`` header (a browser's cross-origin request).
+        """
         tenant = self._tenant(path_tenant)
         grant_type = form.get("grant_type")
         if not grant_type:
             raise _missing("grant_type")
-        ctx = _Call(path_tenant, tenant, form, authorization, record)
+        ctx = _Call(path_tenant, tenant, form, authorization, record, origin)
+        if origin:
+            record["origin"] = origin
+        if grant_type == "authorization_code":
+            return redeem_code(self, ctx)
+        if grant_type == "refresh_token":
+            return self._refresh_token(ctx)
+        check_origin(False, origin)  # only a single-page app's grants are redeemed cross-origin
         if grant_type == "client_credentials":
             return self._client_credentials(ctx)
         if grant_type == GRANT_JWT_BEARER:
             if form.get("requested_token_use") != "on_behalf_of":
                 raise _missing("requested_token_use")
             return self._on_behalf_of(ctx)
-        if grant_type == "refresh_token":
-            return self._refresh_token(ctx)
         if grant_type == "password":
             return self._password(ctx)
         raise EntraError(
             "unsupported_grant_type", 70003,
-            f"The app requested an unsupported grant type '{grant_type}'. (The emulator has no "
-            "interactive sign-in: use ROPC through emu.public_client(), or emu.issue_user_token.)",
+            f"The app requested an unsupported grant type '{grant_type}'. (The emulator signs "
+            "users in with authorization_code, password or refresh_token.)",
         )
 
     def _tenant(self, path_tenant: str) -> Tenant | None:
@@ -179,13 +196,14 @@ class TokenEndpoint:
             )
 
     def _user_response(self, ctx: _Call, req: UserTokenRequest, scope: ScopeRequest,
-                       auth_time: float, *, obo: bool = False) -> dict[str, Any]:
+                       auth_time: float, *, obo: bool = False, nonce: str | None = None,
+                       spa_refresh_expires_at: float | None = None) -> dict[str, Any]:
         lifetimes = self.factory.lifetimes
         lifetime = lifetimes.obo_token_lifetime if obo else None
         return self.factory.user_response(
             req, scope_echo=scope.qualified(req.scopes), oidc=scope.oidc,
             want_client_info=ctx.form.get("client_info") == "1", auth_time=auth_time,
-            lifetime=lifetime,
+            lifetime=lifetime, nonce=nonce, spa_refresh_expires_at=spa_refresh_expires_at,
         )
 
     # grants --------------------------------------------------------------------------------
@@ -301,6 +319,7 @@ class TokenEndpoint:
             raise EntraError("invalid_grant", 9002313,
                              "Invalid request. Request is malformed or invalid: the refresh "
                              "token is not one this service issued.")
+        check_origin(grant.spa, ctx.origin)
         ident = self._authenticate(ctx, grant.tenant_id, allow_public=True)
         if ident.app.client_id != grant.client_id:
             raise EntraError("invalid_grant", 70000, "Provided grant is invalid or malformed: "
@@ -318,6 +337,12 @@ class TokenEndpoint:
         ctx.record["user"] = user.username
         if user.sessions_revoked_at is not None and grant.auth_time < user.sessions_revoked_at:
             raise _revoked(grant.auth_time, user.sessions_revoked_at)
+        max_age = self.factory.lifetimes.refresh_token_max_age
+        if max_age is not None and time.time() - grant.auth_time > max_age:
+            raise EntraError(
+                "invalid_grant", 700082, f"The refresh token has expired due to inactivity. "
+                f"The token was issued on {_iso(grant.auth_time)} and was inactive for "
+                f"{_span(time.time() - grant.auth_time)}.")
         raw_scope = ctx.form.get("scope") or " ".join(
             [f"{grant.resource_identifier}/{s}" for s in grant.scopes] + ["offline_access"])
         scope = parse_scope(raw_scope, self.directory)
@@ -330,7 +355,9 @@ class TokenEndpoint:
             scopes=scopes, roles=sorted(user.app_roles.get(resource.client_id, set())),
             amr=list(grant.amr), version=resource.access_token_version,
         )
-        return self._user_response(ctx, req, scope, grant.auth_time)
+        return self._user_response(
+            ctx, req, scope, grant.auth_time,
+            spa_refresh_expires_at=grant.expires_at if grant.spa else None)
 
     def _password(self, ctx: _Call) -> dict[str, Any]:
         username, password = ctx.form.get("username"), ctx.form.get("password")
@@ -381,9 +408,11 @@ class _Call:
     """One token request being handled."""
 
     def __init__(self, path_tenant: str, tenant: Tenant | None, form: Mapping[str, str],
-                 authorization: str | None, record: MutableMapping[str, Any]) -> None:
+                 authorization: str | None, record: MutableMapping[str, Any],
+                 origin: str | None = None) -> None:
         self.path_tenant = path_tenant
         self.tenant = tenant
         self.form = form
         self.authorization = authorization
         self.record = record
+        self.origin = origin

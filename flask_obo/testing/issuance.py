@@ -1,6 +1,7 @@
 """Token issuance shared by the token endpoint and the test-side shortcuts (``issue_*``).
 
-Refresh tokens are opaque (as Entra's are) and only their SHA-256 digests are kept.
+Refresh tokens and authorization codes are opaque (as Entra's are) and only their SHA-256
+digests are kept.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .claims import (
     id_token_claims,
     user_access_claims,
 )
+from .codes import CodeStore
 from .directory import App, Directory, User
 from .tokens import TokenService
 
@@ -33,6 +35,7 @@ class Lifetimes(Protocol):
     obo_token_lifetime: int | None
     id_token_lifetime: int
     refresh_token_lifetime: int
+    refresh_token_max_age: float | None
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class RefreshGrant:
     expires_at: float
     resource_identifier: str
     scopes: tuple[str, ...]
+    spa: bool = False  # issued to a single-page app: redeemable cross-origin only, never renewed
 
 
 class RefreshTokenStore:
@@ -97,6 +101,7 @@ class TokenFactory:
         self.issuers = issuers
         self.lifetimes = lifetimes
         self.refresh_tokens = RefreshTokenStore()
+        self.codes = CodeStore()  # authorization codes: issued by /authorize, redeemed here
 
     def user_access_token(
         self,
@@ -139,9 +144,9 @@ class TokenFactory:
 
     def id_token(self, *, user: User, tenant_id: str, client: App,
                  amr: Sequence[str] = ("pwd",), lifetime: int | None = None,
-                 extra_claims: Mapping[str, Any] | None = None) -> str:
+                 extra_claims: Mapping[str, Any] | None = None, nonce: str | None = None) -> str:
         claims = id_token_claims(issuers=self.issuers, directory=self.directory, user=user,
-                                 tenant_id=tenant_id, client=client, amr=amr,
+                                 tenant_id=tenant_id, client=client, amr=amr, nonce=nonce,
                                  roles=sorted(user.app_roles.get(client.client_id, ())))
         seconds = self.lifetimes.id_token_lifetime if lifetime is None else lifetime
         token, _ = self.tokens.mint(claims, lifetime=seconds, extra_claims=extra_claims)
@@ -156,8 +161,15 @@ class TokenFactory:
         want_client_info: bool,
         auth_time: float,
         lifetime: int | None,
+        nonce: str | None = None,
+        spa_refresh_expires_at: float | None = None,
     ) -> dict[str, Any]:
-        """A token response for a user flow: access token, plus refresh/ID token on request."""
+        """A token response for a user flow: access token, plus refresh/ID token on request.
+
+        ``spa_refresh_expires_at`` makes the refresh token a single-page app's: it expires then
+        (24 hours after the sign-in, however often it is redeemed) and says so in
+        ``refresh_token_expires_in``.
+        """
         token, _, seconds = self.user_access_token(req, lifetime=lifetime)
         body: dict[str, Any] = {
             "token_type": "Bearer",
@@ -166,17 +178,46 @@ class TokenFactory:
             "ext_expires_in": seconds,
             "access_token": token,
         }
+        body.update(self.sign_in_tokens(
+            user=req.user, tenant_id=req.tenant_id, client=req.client, amr=req.amr,
+            oidc=oidc, want_client_info=want_client_info, auth_time=auth_time, nonce=nonce,
+            spa_refresh_expires_at=spa_refresh_expires_at,
+            resource_identifier=req.audience if req.version == 1 else req.resource.client_id,
+            scopes=req.scopes))
+        return body
+
+    def sign_in_tokens(
+        self,
+        *,
+        user: User,
+        tenant_id: str,
+        client: App,
+        amr: Sequence[str],
+        oidc: frozenset[str],
+        want_client_info: bool,
+        auth_time: float,
+        nonce: str | None = None,
+        spa_refresh_expires_at: float | None = None,
+        resource_identifier: str = "",
+        scopes: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """The refresh token, ID token and ``client_info`` parts of a user flow's response."""
+        body: dict[str, Any] = {}
         if "offline_access" in oidc:
+            now = time.time()
+            expires_at = (now + self.lifetimes.refresh_token_lifetime
+                          if spa_refresh_expires_at is None else spa_refresh_expires_at)
             body["refresh_token"] = self.refresh_tokens.issue(RefreshGrant(
-                client_id=req.client.client_id, tenant_id=req.tenant_id, oid=req.user.oid,
-                amr=tuple(req.amr), auth_time=auth_time,
-                expires_at=time.time() + self.lifetimes.refresh_token_lifetime,
-                resource_identifier=req.audience if req.version == 1 else req.resource.client_id,
-                scopes=tuple(req.scopes),
+                client_id=client.client_id, tenant_id=tenant_id, oid=user.oid,
+                amr=tuple(amr), auth_time=auth_time, expires_at=expires_at,
+                resource_identifier=resource_identifier, scopes=tuple(scopes),
+                spa=spa_refresh_expires_at is not None,
             ))
+            if spa_refresh_expires_at is not None:
+                body["refresh_token_expires_in"] = max(0, int(expires_at - now))
         if "openid" in oidc:
-            body["id_token"] = self.id_token(user=req.user, tenant_id=req.tenant_id,
-                                             client=req.client, amr=req.amr)
+            body["id_token"] = self.id_token(user=user, tenant_id=tenant_id, client=client,
+                                             amr=amr, nonce=nonce)
         if want_client_info:
-            body["client_info"] = client_info(req.user, req.tenant_id)
+            body["client_info"] = client_info(user, tenant_id)
         return body

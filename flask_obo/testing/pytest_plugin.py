@@ -1,7 +1,7 @@
 """pytest fixtures for testing against the Entra emulator, registered automatically.
 
 Installing flask-obo registers this plugin (entry point ``pytest11``: ``flask_obo``), so a
-test suite gets two fixtures with no conftest code:
+test suite gets three fixtures with no conftest code:
 
 ``entra_emulator`` (session scope)
     A running :class:`~flask_obo.testing.EntraEmulator`, shared by every test of the session.
@@ -11,23 +11,60 @@ test suite gets two fixtures with no conftest code:
     creates get names unique to the test (``alice`` becomes ``alice.t7@contoso.test``), so
     tests never collide; ``entra.calls()`` lists only this test's token calls; faults the test
     injected are cleared when it ends, and an internal error of the emulator fails the test.
+    ``entra.auth_header(user, api, scopes=[...])`` is ``{"Authorization": "Bearer <token>"}``
+    with a fresh user token for ``api``, ready for a test client's ``headers=``.
+
+``downstream_api`` (function scope)
+    A :class:`~flask_obo.testing.DownstreamStandIn`: a downstream API registered for this test
+    (``registration``: scopes ``read`` and ``write``, app role ``Reader``) and served over real
+    HTTP on 127.0.0.1 (``url``), so your middle tier's requests reach it. It validates every
+    token it receives against the emulator as a real resource would (signature, issuer,
+    audience, expiry, one of its scopes or roles), answers with the caller's identity as JSON,
+    and records each call with the caller's claims (``calls[i].claims``, never the token).
+    ``answer_next(status=..., headers=..., body=..., delay=...)`` scripts its next answers.
 
 Example::
 
-    def test_obo(entra):
+    def test_profile_calls_downstream_as_the_user(entra, downstream_api):
         api = entra.register_app("api", secret="s3cret", scopes=["access_as_user"])
-        down = entra.register_app("down", scopes=["read"])
-        entra.grant_consent(client=api, resource=down, scopes=["read"])
-        alice = entra.add_user("alice", password="pw")
-        token = entra.issue_user_token(alice, resource=api)
-        result = entra.confidential_client(api, "s3cret").acquire_token_on_behalf_of(
-            token, [f"{down.app_id_uri}/read"])
-        assert "access_token" in result
+        entra.grant_consent(client=api, resource=downstream_api.registration, scopes=["read"])
+        alice = entra.add_user("alice")
+        app = create_app({
+            "OBO_AUTHORITY": entra.authority(), "OBO_CLIENT_ID": api.client_id,
+            "OBO_CLIENT_SECRET": "s3cret", "OBO_CA_BUNDLE": entra.ca_bundle,
+            "OBO_DOWNSTREAM_APIS": {"graph": {"base_url": downstream_api.url,
+                                              "scopes": [downstream_api.scope("read")]}},
+        })
+        response = app.test_client().get("/me", headers=entra.auth_header(alice, api))
+        assert response.status_code == 200
+        (call,) = downstream_api.calls
+        assert call.claims["oid"] == alice.oid             # the user's own token, downstream
+        assert call.claims["azp"] == api.client_id         # obtained by the middle tier (OBO)
         assert len(entra.calls("on_behalf_of")) == 1
 
 Something that changes the whole emulator (``rotate_keys``, lifetimes) affects every later test
 of the session: such tests should start their own ``EntraEmulator()``. To configure the shared
 one, override ``entra_emulator`` in your ``conftest.py``.
+
+Outside pytest (curl, a browser app, another language), run the emulator on its own::
+
+    python -m flask_obo.testing serve [--port N] [--config directory.json] --print-env
+
+``--print-env`` prints ``KEY=value`` lines (shell-quoted, so ``set -a; . ./emulator.env``
+works) instead of the description: ``OBO_AUTHORITY``, ``OBO_CA_BUNDLE``, ``OBO_CLIENT_ID`` and
+``OBO_CLIENT_SECRET`` (of the first app with a secret), then ``EMULATOR_*`` lines for the
+tenant, the token endpoint, every app (``EMULATOR_APP_<NAME>_CLIENT_ID``, ``..._APP_ID_URI``,
+``..._SCOPES``, ``..._ROLES``, ``..._SECRET``) and every user (``EMULATOR_USER_<NAME>`` and
+``..._PASSWORD``), ``EMULATOR_PUBLIC_CLIENT_ID`` and ``EMULATOR_SCOPE`` (what a user token for
+the first API is asked with), and last ``EMULATOR_READY=1``. While serving, each request is
+logged on stderr, one line each (method, path, grant, client id, status; never a secret or a
+token). A user token for curl, from a shell where those lines were sourced::
+
+    TOKEN=$(python -m flask_obo.testing token alice@contoso.test)
+    curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:5000/api/profile
+
+``token`` asks the running emulator with the password grant (its options: ``--password``,
+``--scope``, ``--client-id``, ``--env FILE`` to read the lines from a file).
 """
 
 from __future__ import annotations
@@ -40,9 +77,10 @@ from typing import Any
 import pytest
 
 from .directory import App, User
+from .downstream import DownstreamStandIn
 from .emulator import AppRef, EntraEmulator
 
-__all__ = ["EntraTestHelper", "entra", "entra_emulator"]
+__all__ = ["EntraTestHelper", "downstream_api", "entra", "entra_emulator"]
 
 _COUNTER = itertools.count(1)
 
@@ -106,3 +144,11 @@ def entra(entra_emulator: EntraEmulator) -> Iterator[EntraTestHelper]:
     finally:
         entra_emulator.faults.clear()
     helper.check_no_internal_errors()
+
+
+@pytest.fixture
+def downstream_api(entra: EntraTestHelper) -> Iterator[DownstreamStandIn]:
+    """A downstream API stand-in registered for this test, served on loopback."""
+    registration = entra.register_app("downstream", scopes=["read", "write"], roles=["Reader"])
+    with DownstreamStandIn(entra.emulator, registration) as stand_in:
+        yield stand_in

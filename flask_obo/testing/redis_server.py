@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from types import TracebackType
 
 __all__ = ["RedisServer", "RedisUnavailable", "find_redis_server"]
@@ -40,9 +41,15 @@ def _free_port() -> int:
 
 
 class RedisServer:
-    """``with RedisServer() as redis: redis.url`` -> ``redis://127.0.0.1:PORT/0``."""
+    """``with RedisServer() as redis: redis.url`` -> ``redis://127.0.0.1:PORT/0``.
 
-    def __init__(self, port: int | None = None, *, binary: str | None = None) -> None:
+    ``args`` come first on redis-server's command line: a config file and ``--sentinel`` make a
+    sentinel, ``--cluster-enabled yes`` a cluster node (whose bus port, ``port + 10000``, must be
+    free and below 65536 too).
+    """
+
+    def __init__(self, port: int | None = None, *, binary: str | None = None,
+                 args: Sequence[str] = ()) -> None:
         found = binary or find_redis_server()
         if found is None:
             raise RedisUnavailable(
@@ -50,6 +57,7 @@ class RedisServer:
                 "or set REDIS_SERVER to its path."
             )
         self.binary = found
+        self.args = tuple(args)
         self.port = port or _free_port()
         self._dir = tempfile.TemporaryDirectory(prefix="flask-obo-redis-")
         self._process: subprocess.Popen[bytes] | None = None
@@ -67,7 +75,7 @@ class RedisServer:
         if self.running:
             return self
         self._process = subprocess.Popen(  # noqa: S603 (a fixed argv, no shell)
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+            [self.binary, *self.args, "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", self._dir.name, "--save", "", "--appendonly", "no",
              "--protected-mode", "yes", "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -80,7 +88,8 @@ class RedisServer:
                 return self
             time.sleep(0.02)
         self.stop()
-        raise RedisUnavailable(f"redis-server did not answer on port {self.port}")
+        raise RedisUnavailable(f"redis-server {' '.join(self.args)} did not answer on port "
+                               f"{self.port}".replace("  ", " "))
 
     def ping(self) -> bool:
         try:

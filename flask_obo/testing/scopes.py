@@ -2,9 +2,8 @@
 
 A resource scope is ``<App ID URI or client id>/<name>``; ``<resource>/.default`` means "every
 permission already granted". ``openid``, ``profile``, ``email`` and ``offline_access`` are OIDC
-scopes (MSAL always adds three of them). A bare name (``User.Read``) means Microsoft Graph: it
-resolves only if an app with App ID URI ``https://graph.microsoft.com`` is registered.
-One request names one resource.
+scopes (MSAL always adds three of them). A bare name (``User.Read``) means Microsoft Graph,
+which exists in every tenant (``first_party.py``). One request names one resource.
 """
 
 from __future__ import annotations
@@ -42,8 +41,7 @@ class ScopeRequest:
             raise EntraError(
                 "invalid_scope", 70011,
                 f"The provided value for the input parameter 'scope' is not valid. The scope "
-                f"'{self.raw}' names no resource. (The emulator has no Microsoft Graph; register "
-                f"an app with app_id_uri='{GRAPH_APP_ID_URI}' to request Graph scopes.)",
+                f"'{self.raw}' names no resource.",
             )
         return self.resource
 
@@ -78,9 +76,6 @@ def parse_scope(raw: str | None, directory: Directory) -> ScopeRequest:
             ident, name = GRAPH_APP_ID_URI, item
         found = directory.resource(ident)
         if found is None:
-            if ident == GRAPH_APP_ID_URI:
-                raise _invalid(raw, f"'{item}' looks like a Microsoft Graph scope and no "
-                               f"app with App ID URI {GRAPH_APP_ID_URI} is registered.")
             raise EntraError(
                 "invalid_resource", 500011,
                 f"The resource principal named {ident} was not found in the tenant. This can "

@@ -5,7 +5,8 @@ Routes, per tenant (a GUID, a verified domain, ``common`` or ``organizations``):
 - ``GET  /{tenant}/v2.0/.well-known/openid-configuration`` and ``/{tenant}/.well-known/...`` (v1)
 - ``GET  /{tenant}/discovery/v2.0/keys`` and ``/{tenant}/discovery/keys``
 - ``POST /{tenant}/oauth2/v2.0/token`` (and the v1 ``/{tenant}/oauth2/token`` with ``resource=``)
-- ``GET  /{tenant}/oauth2/v2.0/authorize``: 400, the emulator has no browser sign-in
+- ``GET|POST /{tenant}/oauth2/v2.0/authorize``, ``POST /{tenant}/login`` (its pages' forms) and
+  ``GET|POST /{tenant}/oauth2/v2.0/logout``: the interactive sign-in (see ``authorize.py``)
 - ``GET  /common/userrealm/{user}``: the realm MSAL's username/password flow asks for
 - ``GET  /common/discovery/instance``: instance discovery, for clients told to ask the emulator
 - ``GET|POST /oidc/userinfo`` (and the v1 ``/{tenant}/openid/userinfo``): OIDC UserInfo
@@ -18,6 +19,7 @@ cannot stall the others.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import socket
 import ssl
@@ -33,7 +35,10 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
+from .authorize import AuthorizeEndpoint
+from .authorize_http import register_routes
 from .calls import CallLog, redact_form
+from .cors import register_cors
 from .directory import Directory
 from .discovery import TENANT_PLACEHOLDER, userrealm_document, v1_configuration, v2_configuration
 from .errors import EntraError, entra_error_body
@@ -50,7 +55,7 @@ _CATEGORIES = {
     "discovery_v2": "discovery", "discovery_v1": "discovery", "jwks_v2": "jwks",
     "jwks_v1": "jwks", "token_v2": "token", "token_v1": "token", "userrealm": "userrealm",
     "authorize": "authorize", "instance_discovery": "discovery", "userinfo": "userinfo",
-    "userinfo_v1": "userinfo",
+    "userinfo_v1": "userinfo", "authorize_submit": "authorize", "logout": "logout",
 }
 # Entra's metadata answers: cacheable for a day, readable from browsers (MSAL.js fetches them).
 _METADATA_HEADERS = (("Cache-Control", "max-age=86400, private"),
@@ -75,6 +80,8 @@ class Services:
     token_endpoint: TokenEndpoint
     faults: FaultInjector
     calls: CallLog
+    authorize: AuthorizeEndpoint
+    session_cookie: str = "ESTSAUTH"
     internal_errors: list[str] = field(default_factory=list)
 
 
@@ -114,6 +121,9 @@ def _apply_fault(services: Services, fault: Fault) -> Response | None:
     if fault.kind == "delay":
         time.sleep(fault.delay)
         return None
+    if fault.kind == "hold" and fault.hold is not None:
+        fault.hold.wait()
+        return None
     if fault.kind == "drop":
         g.record["status"] = None
         services.calls.add(g.record)
@@ -121,6 +131,9 @@ def _apply_fault(services: Services, fault: Fault) -> Response | None:
         raise DropConnection()
     if fault.kind == "malformed":
         return Response(_GARBAGE, status=200, content_type="application/json")
+    if fault.kind == "json":  # json.dumps writes NaN and Infinity, as a broken server might
+        return Response(json.dumps(fault.body), status=fault.status,
+                        content_type="application/json; charset=utf-8")
     error = "server_error" if fault.status == 500 else "temporarily_unavailable"
     err = EntraError(error, 50000, "There was an error issuing a token or an issue with our "
                      "sign-in service (a fault injected in the emulator).", status=fault.status)
@@ -199,6 +212,8 @@ def build_app(services: Services) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.json.mimetype = "application/json; charset=utf-8"  # type: ignore[attr-defined]  # as Entra
     _register_hooks(app, services)
+    register_cors(app)
+    register_routes(app, services.authorize, services.session_cookie)
 
     def discovery(tenant: str, builder: Callable[[str, str, str], dict[str, Any]]) -> Response:
         segments = _tenant_segments(services, tenant)
@@ -245,7 +260,8 @@ def build_app(services: Services) -> Flask:
             form["scope"] = form["resource"].rstrip("/") + "/.default"
         try:
             body = services.token_endpoint.handle(
-                tenant, form, request.headers.get("Authorization"), g.record)
+                tenant, form, request.headers.get("Authorization"), g.record,
+                origin=request.headers.get("Origin"))
         except EntraError as err:
             g.record.update(error=err.error, error_codes=[err.code], suberror=err.suberror)
             return _error(services, err)
@@ -263,13 +279,6 @@ def build_app(services: Services) -> Flask:
     @app.post("/<tenant>/oauth2/token")
     def token_v1(tenant: str) -> Response:
         return token(tenant, v1=True)
-
-    @app.get("/<tenant>/oauth2/v2.0/authorize")
-    def authorize(tenant: str) -> Response:
-        return _error(services, EntraError(
-            "invalid_request", 9002313, "Invalid request. The Entra emulator has no interactive "
-            "(browser) sign-in. Get user tokens with the password grant (emu.public_client(...)"
-            ".acquire_token_by_username_password) or with emu.issue_user_token(...)."))
 
     @app.get("/<tenant>/discovery/instance")
     def instance_discovery(tenant: str) -> Response:
@@ -331,7 +340,8 @@ class _Handler(WSGIRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        logger.debug("%s %s -> %s", self.command, self.path, code)
+        # The path only: a query string can carry an id_token_hint or a login_hint.
+        logger.debug("%s %s -> %s", self.command, self.path.split("?", 1)[0], code)
 
     def log(self, type: str, message: str, *args: Any) -> None:
         logger.debug("werkzeug %s: " + message, type, *args)

@@ -7,6 +7,7 @@ pointing at :attr:`ServerTLS.ca_bundle` (see ``flask_obo.build_session``).
 
 from __future__ import annotations
 
+import base64
 import datetime
 import ipaddress
 import os
@@ -36,7 +37,7 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def self_signed_rsa_cert(
@@ -187,6 +188,13 @@ class ServerTLS:
             .sign(ca_key, hashes.SHA256())
         )
         self.ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM).decode()
+        spki = server_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        digest = hashes.Hash(hashes.SHA256())
+        digest.update(spki)
+        # base64 SHA-256 of the server key's SubjectPublicKeyInfo: what Chromium's
+        # --ignore-certificate-errors-spki-list takes to trust this server and nothing else.
+        self.spki_sha256 = base64.b64encode(digest.finalize()).decode("ascii")
         self.ca_bundle = str(self.directory / "entra-emulator-ca.pem")
         Path(self.ca_bundle).write_text(self.ca_pem)
         self._cert_file = self.directory / "server.pem"
@@ -203,6 +211,16 @@ class ServerTLS:
         fd = os.open(self._key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(key_bytes)
+
+    @property
+    def cert_file(self) -> str:
+        """The server certificate chain (PEM), for servers configured by path (Azurite's --cert)."""
+        return str(self._cert_file)
+
+    @property
+    def key_file(self) -> str:
+        """The server's private key (PEM, mode 0600), for servers configured by path (--key)."""
+        return str(self._key_file)
 
     def server_context(self) -> ssl.SSLContext:
         """An SSL context for the server side (TLS 1.2 or later)."""

@@ -29,6 +29,7 @@ from joserfc.jwa import JWSAlgModel
 from joserfc.jws import JWSRegistry
 
 from .._http import PinnedTrustSession
+from .._refusals import clean
 from ..config import OboConfig, is_guid
 from ..errors import InvalidToken
 from .authority import Authority, UnknownSigningKey
@@ -72,10 +73,11 @@ REASONS: dict[str, str] = {
 }
 
 
-def _reject(reason: str) -> NoReturn:
+def _reject(reason: str, detail: str | None = None) -> NoReturn:
     # Often raised while handling a decoder's error: the reason code is the whole story, and
-    # a traceback need not show the decoder's complaint about attacker-sent bytes.
-    raise InvalidToken(REASONS[reason], reason=reason) from None
+    # a traceback need not show the decoder's complaint about attacker-sent bytes. ``detail``
+    # goes to the server log only (values that came in the request pass through ``clean``).
+    raise InvalidToken(REASONS[reason], reason=reason, log_detail=detail) from None
 
 
 class TokenValidator:
@@ -118,7 +120,8 @@ class TokenValidator:
     def validate_cached(self, token: str) -> tuple[TokenClaims, bool]:
         """Like ``validate``; the bool says whether the validated-token cache answered."""
         if len(token) > self._max_size:
-            _reject("too_large")
+            _reject("too_large", f"{len(token)} characters, more than OBO_MAX_TOKEN_BYTES="
+                                 f"{self._max_size}")
         try:
             data = token.encode("ascii")
         except (UnicodeEncodeError, AttributeError):
@@ -131,8 +134,10 @@ class TokenValidator:
             self._drop_cache(authority.generation)
         entry = self._cache.get(digest)
         if entry is not None:
-            if now > entry[1]:
-                _reject("expired")  # its signature was checked; only time has run out
+            if now > entry[1]:  # its signature was checked; only time has run out
+                _reject("expired", f"exp {_when(entry[0].expires_at)} is "
+                                   f"{now - entry[0].expires_at:.0f} s ago, more than "
+                                   f"OBO_CLOCK_SKEW={self._skew}")
             try:  # noqa: SIM105 - the hot path: try costs nothing, suppress() an object
                 self._cache.move_to_end(digest)
             except KeyError:  # evicted by another thread meanwhile
@@ -151,30 +156,33 @@ class TokenValidator:
         if len(segments) == 5:
             _reject("encrypted")
         if len(segments) != 3:
-            _reject("malformed")
+            _reject("malformed", f"{len(segments)} dot-separated segment(s), not a JWS's 3")
         header_segment, payload_segment, signature_segment = segments
         if not header_segment or not payload_segment:
-            _reject("malformed")
+            _reject("malformed", "an empty header or payload segment")
         header = _decode_header(header_segment)
         if "enc" in header:
             _reject("encrypted")
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._algorithms:
-            _reject("algorithm")
+            _reject("algorithm", f"alg {clean(alg)} is not in OBO_ALGORITHMS "
+                                 f"{sorted(self._algorithms)}")
         if any(name in header for name in _FORBIDDEN_HEADERS):
-            _reject("forbidden_header")
+            _reject("forbidden_header", "header has "
+                    + ", ".join(n for n in _FORBIDDEN_HEADERS if n in header))
         # We implement no JWS extension, so any crit (and the b64 extension) is unsupported.
         if "crit" in header or header.get("b64", True) is not True:
             _reject("critical_header")
         kid = header.get("kid")
         if not isinstance(kid, str) or not 0 < len(kid) <= 256:
-            _reject("unknown_key")
+            _reject("unknown_key", f"kid {clean(kid)} is not a key id")
         if not signature_segment:
             _reject("signature")
         try:
             key, generation = self.authority.signing_key(kid)
         except UnknownSigningKey:
-            _reject("unknown_key")
+            _reject("unknown_key", f"kid {clean(kid)} is not in the authority's keys (a token "
+                                   "of another authority, or of a key not published yet)")
         # The header is already parsed and checked above, so joserfc's algorithm is called
         # directly rather than through jws.deserialize_compact (which would parse it again).
         alg_model = self._alg_models[alg]
@@ -185,49 +193,67 @@ class TokenValidator:
         except (JoseError, ValueError, TypeError):
             verified = False
         if not verified:
-            _reject("signature")
+            _reject("signature", f"the signature does not verify with key {clean(kid)}")
         claims = _decode_json(_b64decode(payload_segment))
         self._check_claims(claims, now)
         return TokenClaims(claims, token_hash=token_hash), generation
 
     def _check_claims(self, claims: dict[str, Any], now: float) -> None:
+        # The signature has been verified: these values are the authority's, yet still pass
+        # through clean() on their way to the log (built only when a check fails).
         version = claims.get("ver")
         if not isinstance(version, str) or version not in self._versions:
-            _reject("version")
+            _reject("version", f"ver {clean(version)} is not in OBO_ACCEPTED_TOKEN_VERSIONS "
+                               f"{sorted(self._versions)} (client {_client(claims)})")
         tid = claims.get("tid")
         if not isinstance(tid, str) or not is_guid(tid):
-            _reject("tenant")
+            _reject("tenant", f"tid {clean(tid)} is not a tenant id (client {_client(claims)})")
         expected_issuer = self.authority.issuer(version, tid)
-        if expected_issuer is None or claims.get("iss") != expected_issuer:
-            _reject("issuer")
+        iss = claims.get("iss")
+        if expected_issuer is None or iss != expected_issuer:
+            _reject("issuer", f"iss {clean(iss)} is not the issuer expected of a v{version} "
+                              f"token of tenant {tid}: {clean(expected_issuer)} (the authority "
+                              f"is OBO_AUTHORITY={self.config.authority}; "
+                              f"client {_client(claims)})")
         # Entra access tokens have exactly one audience: a list would also be meant for another
         # API, which could replay it here.
         aud = claims.get("aud")
         if not isinstance(aud, str) or aud not in self._audiences:
-            _reject("audience")
+            _reject("audience", f"aud {clean(aud)} is not this API; accepted: "
+                                f"{', '.join(sorted(self._audiences))} (OBO_CLIENT_ID, "
+                                f"OBO_AUDIENCES); the client {_client(claims)} asked for a "
+                                "token for another API")
         if self._allowed_tenants is not None and tid.lower() not in self._allowed_tenants:
-            _reject("tenant")
+            _reject("tenant", f"tid {tid} is not in OBO_ALLOWED_TENANTS "
+                              f"{sorted(self._allowed_tenants)} (client {_client(claims)})")
         exp = claims.get("exp")
         if not _is_time(exp):
-            _reject("no_expiry")
+            _reject("no_expiry", f"exp {clean(exp)} is not a time (client {_client(claims)})")
         if now > exp + self._skew:
-            _reject("expired")
+            _reject("expired", f"exp {_when(exp)} is {now - exp:.0f} s ago, more than "
+                               f"OBO_CLOCK_SKEW={self._skew} (client {_client(claims)})")
         nbf = claims.get("nbf")
         if nbf is not None and (not _is_time(nbf) or nbf - self._skew > now):
-            _reject("not_yet_valid")
+            _reject("not_yet_valid", f"nbf {_when(nbf) if _is_time(nbf) else clean(nbf)} is "
+                                     "in the future by more than "
+                                     f"OBO_CLOCK_SKEW={self._skew}: check this host's clock")
         scp, roles = claims.get("scp"), claims.get("roles")
         if scp is not None and not isinstance(scp, str):
-            _reject("claims")
+            _reject("claims", f"scp is a {type(scp).__name__}, not a string "
+                              f"(client {_client(claims)})")
         if roles is not None and not (isinstance(roles, list)
                                       and all(isinstance(r, str) for r in roles)):
-            _reject("claims")
+            _reject("claims", f"roles is not a list of strings (client {_client(claims)})")
         if not (scp and scp.strip()) and not roles:
-            _reject("not_access_token")
+            _reject("not_access_token", f"neither scp nor roles: an ID token or a token of "
+                                        f"another kind (client {_client(claims)})")
         # An access token names the client that requested it; an ID token (which may carry
         # roles) never does: its client is its audience.
         client = claims.get(_CLIENT_CLAIM[version])
         if not isinstance(client, str) or not client:
-            _reject("not_access_token")
+            _reject("not_access_token", f"no {_CLIENT_CLAIM[version]} claim naming the client: "
+                                        f"an ID token (aud {clean(aud)}) or a token of another "
+                                        "kind")
 
     # -- the validated-token cache -------------------------------------------------------
 
@@ -248,6 +274,15 @@ class TokenValidator:
             if self._cache_generation != generation:
                 self._cache.clear()
                 self._cache_generation = generation
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def _client(claims: dict[str, Any]) -> str:
+    """The calling app, as a refusal's log line names it."""
+    return clean(claims.get("azp") or claims.get("appid"))
 
 
 def _decode_header(segment: str) -> dict[str, Any]:
