@@ -173,6 +173,7 @@ class SingleFlight(Generic[T]):
         with self._lock:
             self._closing = False  # usable again: a later refresh starts new workers
 
+
 def _fresh(error: BaseException) -> BaseException:
     """A new exception of ``error``'s type with its arguments and attributes (containers
     copied, so no caller's changes reach another's), and no traceback, cause or context."""

@@ -10,7 +10,6 @@ and a startup error ends up in crash logs.
 from __future__ import annotations
 
 import base64
-import uuid
 from typing import Any
 
 import pytest
@@ -18,12 +17,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from flask import Flask
+from support.apps import MakeMiddle, obo_config
+from support.checks import leaked_fragment
 
 from flask_obo import FlaskOBO
 from flask_obo.errors import ConfigError
 from flask_obo.testing import ClientCertificate, make_client_certificate
-
-pytest_plugins = ["obo_fixtures"]
+from flask_obo.testing.pytest_plugin import EntraTestHelper
 
 SECRET_LIKE = "Xq48Q~k2vJ0bqH7uYyD1fW9cN3sT6pL5mR8eZ0aB"  # the shape of an Entra client secret
 
@@ -42,26 +42,21 @@ def _pfx(cert: ClientCertificate, password: bytes | None) -> bytes:
                                                  None, encryption)
 
 
-def _windows(value: str, size: int = 24) -> set[str]:
-    return {value[i:i + size] for i in range(0, max(1, len(value) - size + 1), 8)}
-
-
-def _refused(entra: Any, **config: Any) -> str:
+def _refused(entra: EntraTestHelper, **config: Any) -> str:
     app = Flask("certificate-inputs")
-    app.config.update(OBO_AUTHORITY=entra.authority(), OBO_CLIENT_ID=str(uuid.uuid4()),
-                      OBO_CA_BUNDLE=entra.ca_bundle, **config)
+    app.config.update(obo_config(entra, entra.register_app("api"), **config))
     with pytest.raises(ConfigError) as raised:
         FlaskOBO(app)
     return str(raised.value)
 
 
 def _assert_not_quoted(message: str, value: str) -> None:
-    leaked = [w for w in _windows(value) if w in message]
-    assert not leaked, f"the error quotes the value: {message}"
+    assert leaked_fragment(value, message) is None, f"the error quotes the value: {message}"
 
 
 @pytest.mark.parametrize("password", [None, "pfx-pass"])
-def test_a_base64_pfx_from_key_vault_is_a_credential(make_middle: Any, entra: Any,
+def test_a_base64_pfx_from_key_vault_is_a_credential(make_middle: MakeMiddle,
+                                                     entra: EntraTestHelper,
                                                      cert: ClientCertificate,
                                                      password: str | None) -> None:
     content = base64.b64encode(_pfx(cert, password.encode() if password else None)).decode()
@@ -77,7 +72,7 @@ def test_a_base64_pfx_from_key_vault_is_a_credential(make_middle: Any, entra: An
     assert middle.acquirer.credential.thumbprint == cert.thumbprint_sha256
 
 
-def test_a_base64_pfx_with_the_wrong_password_is_refused_unquoted(entra: Any,
+def test_a_base64_pfx_with_the_wrong_password_is_refused_unquoted(entra: EntraTestHelper,
                                                                   cert: ClientCertificate) -> None:
     content = base64.b64encode(_pfx(cert, b"right-pass")).decode()
     message = _refused(entra, OBO_CLIENT_CERTIFICATE={"pfx": content, "password": "Wr0ng-pass"})
@@ -86,7 +81,7 @@ def test_a_base64_pfx_with_the_wrong_password_is_refused_unquoted(entra: Any,
     assert "Wr0ng-pass" not in message
 
 
-def test_a_key_without_its_pem_armour_is_not_taken_for_a_path(entra: Any,
+def test_a_key_without_its_pem_armour_is_not_taken_for_a_path(entra: EntraTestHelper,
                                                               cert: ClientCertificate) -> None:
     body = "".join(cert.key_pem.strip().splitlines()[1:-1])  # base64 DER, armour stripped
     for value in (body, "\n".join(cert.key_pem.strip().splitlines()[1:-1])):
@@ -101,19 +96,19 @@ def test_a_key_without_its_pem_armour_is_not_taken_for_a_path(entra: Any,
     ("OBO_CLIENT_CERTIFICATE", {"private_key": SECRET_LIKE, "certificate": "cert.pem"}),
     ("OBO_CLIENT_ASSERTION", SECRET_LIKE),
 ])
-def test_a_secret_in_the_wrong_setting_is_never_quoted(entra: Any, setting: str,
+def test_a_secret_in_the_wrong_setting_is_never_quoted(entra: EntraTestHelper, setting: str,
                                                        value: Any) -> None:
     message = _refused(entra, **{setting: value})
     assert SECRET_LIKE[:12] not in message and SECRET_LIKE[-12:] not in message
 
 
 @pytest.mark.parametrize("path", ["/nonexistent/dir/client.pfx", "certs/missing-client.pfx"])
-def test_a_missing_file_is_named_by_its_path(entra: Any, path: str) -> None:
+def test_a_missing_file_is_named_by_its_path(entra: EntraTestHelper, path: str) -> None:
     message = _refused(entra, OBO_CLIENT_CERTIFICATE={"pfx": path, "password": "p"})
     assert path in message and "cannot read" in message
 
 
-def test_a_truncated_base64_pfx_is_refused_unquoted(entra: Any,
+def test_a_truncated_base64_pfx_is_refused_unquoted(entra: EntraTestHelper,
                                                    cert: ClientCertificate) -> None:
     content = base64.b64encode(_pfx(cert, None)).decode()
     truncated = content[: len(content) // 2 // 4 * 4]

@@ -15,20 +15,18 @@ from typing import Any
 import pytest
 from flask import Blueprint, Flask
 from flask.views import MethodView
+from support.apps import obo_config
+from support.checks import bearer
 
 from flask_obo import FlaskOBO
 
 
 def _protected(entra: Any, api: Any, **flask_kwargs: Any) -> Flask:
+    """An API of ``api`` with no views yet (``flask_kwargs``: where its static files are)."""
     app = Flask("guarded", **flask_kwargs)
-    app.config.update(TESTING=True, OBO_AUTHORITY=entra.authority(),
-                      OBO_CLIENT_ID=api.client_id, OBO_CA_BUNDLE=entra.ca_bundle)
+    app.config.update(TESTING=True, **obo_config(entra, api))
     FlaskOBO(app)
     return app
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
@@ -115,7 +113,7 @@ def test_a_view_that_implements_options_needs_a_token(entra: Any, api_registrati
     assert client.options("/items").status_code == 401
     assert ran == []
     token = entra.issue_user_token(user, resource=api_registration)
-    assert client.options("/items", headers=_bearer(token)).status_code == 200
+    assert client.options("/items", headers=bearer(token)).status_code == 200
     assert ran == ["items"]
 
 

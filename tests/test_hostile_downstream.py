@@ -10,14 +10,12 @@ quadratic cost these answers took over a minute each.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from flask import Flask, Response
-from obo_helpers import LoopbackServer
+from support.apps import MakeMiddle
 
-pytest_plugins = ["obo_fixtures"]
+from flask_obo.testing import DownstreamStandIn
+from flask_obo.testing.pytest_plugin import EntraTestHelper
 
 LONG = 65_000  # under http.client's 64 KiB limit on one header line
 
@@ -26,13 +24,14 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
+SANE = 'Bearer error="insufficient_claims", claims="' + _b64(
+    '{"access_token":{"nbf":{"essential":true}}}') + '"'
 CHALLENGES: dict[str, str] = {
     "one-long-token": "Bearer error=insufficient_claims " + "a" * LONG,
     "unclosed-quote": 'Bearer error="insufficient_claims", claims="' + "A" * LONG,
     "many-names": "Bearer error=insufficient_claims " + "a=" * (LONG // 2),
     "many-spaces": 'Bearer error="insufficient_claims", a' + " " * LONG,
-    "padded-valid": 'Bearer error="insufficient_claims", claims="' + _b64(
-        '{"access_token":{"nbf":{"essential":true}}}') + '", x="' + "y" * LONG + '"',
+    "padded-valid": SANE + ', x="' + "y" * LONG + '"',
     "deep-array": 'Bearer error="insufficient_claims", claims="' + _b64(
         "[" * 3000 + "]" * 3000) + '"',
     "deep-object": 'Bearer error="insufficient_claims", claims="' + _b64(
@@ -40,46 +39,28 @@ CHALLENGES: dict[str, str] = {
 }
 
 
-@pytest.fixture(scope="module")
-def hostile() -> Iterator[str]:
-    """A downstream API that answers every request with the 401 its path names."""
-    app = Flask("hostile-downstream")
-
-    @app.get("/challenge/<name>")
-    def challenge(name: str) -> Response:
-        return Response("no", status=401, headers={"WWW-Authenticate": CHALLENGES[name]})
-
-    server = LoopbackServer(app)
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def middle(make_middle: Any, hostile: str, downstream: Any) -> Any:
-    return make_middle(OBO_DOWNSTREAM_APIS={"down": {"base_url": hostile,
-                                                     "scopes": [downstream.read_scope]}})
-
-
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("name", sorted(CHALLENGES))
-def test_an_unreadable_challenge_reaches_the_view_as_a_401(middle: Any, entra: Any,
-                                                           name: str) -> None:
+def test_an_unreadable_challenge_reaches_the_view_as_a_401(
+        make_middle: MakeMiddle, entra: EntraTestHelper, downstream: DownstreamStandIn,
+        name: str) -> None:
+    middle = make_middle()
     token = middle.token_for(entra.add_user("alice"))
-    response = middle.get(f"/call/challenge/{name}", token)
-    assert response.status_code == 200, response.get_data(as_text=True)[:300]
-    assert response.json["status"] == 401
+    downstream.answer_next(status=401, headers={"WWW-Authenticate": CHALLENGES[name]})
+    response = middle.get("/call/down/me", token)
+    assert response.status_code == 401, response.get_data(as_text=True)[:300]
+    assert "WWW-Authenticate" not in response.headers  # the view's answer, passed on as it came
     assert len(middle.obo_calls()) == 1  # no second token for a challenge not understood
 
 
-def test_a_readable_challenge_in_a_header_of_sane_size_still_works(middle: Any, entra: Any,
-                                                                    hostile: str) -> None:
-    # The well-formed challenge of padded-valid, without the padding: one retry, then the
-    # challenge goes back to the client as a 401 insufficient_claims.
-    CHALLENGES["sane"] = CHALLENGES["padded-valid"].split(', x="')[0]
+def test_a_readable_challenge_in_a_header_of_sane_size_still_works(
+        make_middle: MakeMiddle, entra: EntraTestHelper, downstream: DownstreamStandIn) -> None:
+    # The well-formed challenge of padded-valid, without the padding: one retry with a fresh
+    # token, refused again, then the challenge goes back to the client as 401 insufficient_claims.
+    middle = make_middle()
     token = middle.token_for(entra.add_user("bob"))
-    response = middle.get("/call/challenge/sane", token)
+    downstream.answer_next(status=401, headers={"WWW-Authenticate": SANE}, count=2)
+    response = middle.get("/call/down/me", token)
     assert response.status_code == 401
     assert 'error="insufficient_claims"' in response.headers["WWW-Authenticate"]
     assert len(middle.obo_calls()) == 2

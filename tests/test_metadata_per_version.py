@@ -9,53 +9,39 @@ every few seconds, on demand; ``flask obo check`` says which setting ends the fa
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask
+from support.apps import build_api
+from support.checks import bearer
+from support.timing import Clock
 
-from flask_obo import FlaskOBO, current_token
-
-
-class Clock:
-    """Epoch seconds that a test moves forward."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+from flask_obo import FlaskOBO
+from flask_obo.testing import App, User
+from flask_obo.testing.pytest_plugin import EntraTestHelper
 
 
-def _api(entra: Any, api: Any, clock: Clock | None = None) -> Flask:
-    app = Flask("versions")
-    app.config.update(TESTING=True, OBO_AUTHORITY=entra.authority(), OBO_CLIENT_ID=api.client_id,
-                      OBO_CA_BUNDLE=entra.ca_bundle)
-    FlaskOBO(app, clock=clock)
-
-    @app.get("/me")
-    def me() -> Any:
-        return jsonify(version=current_token.version)
-
-    return app
+def _api(entra: EntraTestHelper, api: App, clock: Clock | None = None, **config: Any) -> Flask:
+    """The API of ``api`` (its ``/me`` answers the token's version) on ``clock``."""
+    return build_api(entra, api, obo=FlaskOBO(clock=clock), **config)
 
 
-def _v1_fetches(entra: Any) -> int:
+def _v1_fetches(entra: EntraTestHelper) -> int:
     return len([c for c in entra.calls(endpoint="discovery")
                 if c["path"].endswith("/.well-known/openid-configuration")
                 and "/v2.0/" not in c["path"]])
 
 
-def test_v2_tokens_pass_while_v1_metadata_cannot_be_had(entra: Any, api_registration: Any,
-                                                        user: Any) -> None:
+def test_v2_tokens_pass_while_v1_metadata_cannot_be_had(entra: EntraTestHelper,
+                                                        api_registration: App, user: User,
+                                                        clock: Clock) -> None:
     entra.faults.inject("discovery_v1", "status", status=404, count=2)
-    clock = Clock()
     client = _api(entra, api_registration, clock).test_client()
     v2 = entra.issue_user_token(user, resource=api_registration, version=2)
     v1 = entra.issue_user_token(user, resource=api_registration, version=1)
 
     def get(token: str) -> Any:
-        return client.get("/me", headers={"Authorization": f"Bearer {token}"})
+        return client.get("/me", headers=bearer(token))
 
     assert get(v2).status_code == 200 and get(v2).json["version"] == "2.0"
     assert _v1_fetches(entra) == 1
@@ -63,17 +49,17 @@ def test_v2_tokens_pass_while_v1_metadata_cannot_be_had(entra: Any, api_registra
     assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
     assert "WWW-Authenticate" not in refused.headers  # not the token's fault: no challenge
     assert _v1_fetches(entra) == 1  # not again within a few seconds
-    clock.offset += 6
+    clock.advance(6)
     assert get(v1).status_code == 503 and _v1_fetches(entra) == 2  # tried again: still down
     assert get(v2).status_code == 200
-    clock.offset += 6
+    clock.advance(6)
     answer = get(v1)  # the document is back
     assert answer.status_code == 200 and answer.json["version"] == "1.0"
     assert _v1_fetches(entra) == 3
 
 
-def test_flask_obo_check_names_the_version_and_the_setting(entra: Any,
-                                                           api_registration: Any) -> None:
+def test_flask_obo_check_names_the_version_and_the_setting(entra: EntraTestHelper,
+                                                           api_registration: App) -> None:
     entra.faults.inject("discovery_v1", "status", status=404, count=5)
     app = _api(entra, api_registration)
     result = app.test_cli_runner().invoke(args=["obo", "check"])
@@ -85,15 +71,12 @@ def test_flask_obo_check_names_the_version_and_the_setting(entra: Any,
     assert failed and "OBO_ACCEPTED_TOKEN_VERSIONS=['2.0']" in failed[0], result.output
 
 
-def test_an_api_taking_v2_tokens_only_never_asks_for_v1(entra: Any, api_registration: Any,
-                                                        user: Any) -> None:
-    app = Flask("v2-only")
-    app.config.update(TESTING=True, OBO_AUTHORITY=entra.authority(),
-                      OBO_CLIENT_ID=api_registration.client_id, OBO_CA_BUNDLE=entra.ca_bundle,
-                      OBO_ACCEPTED_TOKEN_VERSIONS=["2.0"])
-    FlaskOBO(app)
+def test_an_api_taking_v2_tokens_only_never_asks_for_v1(entra: EntraTestHelper,
+                                                        api_registration: App,
+                                                        user: User) -> None:
+    app = _api(entra, api_registration, OBO_ACCEPTED_TOKEN_VERSIONS=["2.0"])
     token = entra.issue_user_token(user, resource=api_registration)
-    response = app.test_client().get("/", headers={"Authorization": f"Bearer {token}"})
-    assert response.status_code == 404  # validated, then no such route
+    response = app.test_client().get("/me", headers=bearer(token))
+    assert response.status_code == 200 and response.json["version"] == "2.0"
     assert _v1_fetches(entra) == 0
     assert "[FAIL]" not in app.test_cli_runner().invoke(args=["obo", "check"]).output

@@ -57,17 +57,16 @@ def _recording(calls: list[str], user: str) -> Callable[[], AccessToken]:
 
 
 def test_a_request_does_not_wait_on_a_queued_refresh(gate: threading.Event) -> None:
-    # With a refresh queued (not begun) for alice, her request would otherwise wait for it:
-    # here wait_timeout, 3 s, and then a 503 while the identity provider answers.
+    # With a refresh queued (not begun) for alice, her request would otherwise wait for it
+    # (the worker is held until the gate opens): wait_timeout, 3 s, then FlightTimeout, a 503
+    # while the identity provider answers. It fetches at once instead.
     cache = OboTokenCache(SimpleCache(), wait_timeout=3)
     cache.flights = SingleFlight(background_workers=1)
     _busy(cache, gate)
     background: list[str] = []
     assert cache.refresh_in_background(_key("alice"), _recording(background, "alice"))
-    started = time.monotonic()
     token, fetched = cache.get_or_fetch(_key("alice"), lambda: _token("direct"))
     assert fetched and token.token == "direct" * 8
-    assert time.monotonic() - started < 3  # not the wait_timeout
     gate.set()
     cache.close()
     assert background == []  # the refresh, begun later, found the fresh token: no second call

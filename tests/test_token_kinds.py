@@ -8,36 +8,19 @@ v2.0, ``appid`` in v1.0); an ID token never does.
 
 from __future__ import annotations
 
-import base64
-import json
 from typing import Any
 
 import pytest
 from flask import Flask
+from support.apps import MakeApp
+from support.checks import bearer
+from support.jose import claims_of
 
-from flask_obo import TokenClaims, requires_roles
-
-
-def _claims_of(token: str) -> dict[str, Any]:
-    segment = token.split(".")[1]
-    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    claims: dict[str, Any] = json.loads(raw)
-    return claims
-
-
-def _app_with_role_view(make_app: Any) -> Flask:
-    app: Flask = make_app()
-
-    @app.get("/reader")
-    @requires_roles("Reader")
-    def reader() -> str:
-        return "reader"
-
-    return app
+from flask_obo import TokenClaims
 
 
 def _refused(app: Flask, path: str, token: str) -> dict[str, Any]:
-    response = app.test_client().get(path, headers={"Authorization": f"Bearer {token}"})
+    response = app.test_client().get(path, headers=bearer(token))
     assert response.status_code == 401, response.get_data(as_text=True)
     assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
     body: dict[str, Any] = response.json
@@ -47,37 +30,36 @@ def _refused(app: Flask, path: str, token: str) -> dict[str, Any]:
 def test_the_emulator_puts_the_users_app_roles_in_id_tokens(entra: Any, api_registration: Any,
                                                             user: Any) -> None:
     entra.assign_app_role(user, api_registration, "Reader")
-    claims = _claims_of(entra.issue_id_token(user, api_registration))
+    claims = claims_of(entra.issue_id_token(user, api_registration))
     assert claims["roles"] == ["Reader"]
     assert claims["aud"] == api_registration.client_id
     assert "azp" not in claims and "appid" not in claims
 
 
-def test_an_id_token_carrying_roles_is_refused_everywhere(entra: Any, make_app: Any,
+def test_an_id_token_carrying_roles_is_refused_everywhere(entra: Any, make_app: MakeApp,
                                                          api_registration: Any,
                                                          user: Any) -> None:
     entra.assign_app_role(user, api_registration, "Reader")
     id_token = entra.issue_id_token(user, api_registration)
-    app = _app_with_role_view(make_app)
-    for path in ("/me", "/reader"):
+    app = make_app()
+    for path in ("/me", "/roles"):  # /roles needs the Reader role
         assert _refused(app, path, id_token)["reason"] == "not_access_token"
 
 
 @pytest.mark.parametrize(("version", "client_claim"), [(2, "azp"), (1, "appid")])
-def test_an_access_token_without_its_client_claim_is_refused(entra: Any, make_app: Any,
+def test_an_access_token_without_its_client_claim_is_refused(entra: Any, make_app: MakeApp,
                                                              api_registration: Any, user: Any,
                                                              version: int,
                                                              client_claim: str) -> None:
     entra.assign_app_role(user, api_registration, "Reader")
     token = entra.issue_user_token(user, resource=api_registration, version=version,
                                    extra_claims={client_claim: None})
-    assert client_claim not in _claims_of(token) and _claims_of(token)["roles"] == ["Reader"]
-    assert _refused(_app_with_role_view(make_app), "/reader", token)["reason"] == (
-        "not_access_token")
+    assert client_claim not in claims_of(token) and claims_of(token)["roles"] == ["Reader"]
+    assert _refused(make_app(), "/roles", token)["reason"] == "not_access_token"
 
 
 @pytest.mark.parametrize(("version", "other_claim"), [(2, "appid"), (1, "azp")])
-def test_the_other_versions_client_claim_does_not_stand_in(entra: Any, make_app: Any,
+def test_the_other_versions_client_claim_does_not_stand_in(entra: Any, make_app: MakeApp,
                                                           api_registration: Any, user: Any,
                                                           version: int, other_claim: str) -> None:
     own = "azp" if version == 2 else "appid"
@@ -88,7 +70,7 @@ def test_the_other_versions_client_claim_does_not_stand_in(entra: Any, make_app:
 
 
 @pytest.mark.parametrize("version", [1, 2])
-def test_app_and_user_tokens_that_name_their_client_still_pass(entra: Any, make_app: Any,
+def test_app_and_user_tokens_that_name_their_client_still_pass(entra: Any, make_app: MakeApp,
                                                                api_registration: Any, user: Any,
                                                                version: int) -> None:
     daemon = entra.register_app("daemon", secret="s3cret")
@@ -97,8 +79,8 @@ def test_app_and_user_tokens_that_name_their_client_still_pass(entra: Any, make_
     client = app.test_client()
     app_token = entra.issue_app_token(daemon, resource=api_registration, version=version)
     user_token = entra.issue_user_token(user, resource=api_registration, version=version)
-    mine = client.get("/me", headers={"Authorization": f"Bearer {app_token}"})
-    theirs = client.get("/me", headers={"Authorization": f"Bearer {user_token}"})
+    mine = client.get("/me", headers=bearer(app_token))
+    theirs = client.get("/me", headers=bearer(user_token))
     assert mine.status_code == 200 and mine.json["app_only"] is True
     assert theirs.status_code == 200 and theirs.json["app_only"] is False
 
