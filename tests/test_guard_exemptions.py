@@ -83,16 +83,22 @@ def test_real_static_files_are_served_without_a_token(entra: Any, api_registrati
 
 # -- OPTIONS ------------------------------------------------------------------------------------
 
-def test_flasks_automatic_options_answer_needs_no_token(entra: Any,
-                                                        api_registration: Any) -> None:
-    app = _protected(entra, api_registration)
+def _items(entra: Any, api: Any, methods: list[str]) -> tuple[Flask, list[str]]:
+    """A protected app with ``/items`` for ``methods``, and the list of the view's runs."""
+    app = _protected(entra, api)
     ran: list[str] = []
 
-    @app.route("/items", methods=["GET", "POST"])
     def items() -> str:
         ran.append("items")
         return "items"
 
+    app.add_url_rule("/items", "items", items, methods=methods)
+    return app, ran
+
+
+def test_flasks_automatic_options_answer_needs_no_token(entra: Any,
+                                                        api_registration: Any) -> None:
+    app, ran = _items(entra, api_registration, ["GET", "POST"])
     response = app.test_client().options("/items")
     assert response.status_code == 200
     assert {"GET", "POST", "OPTIONS"} <= set(response.headers["Allow"].split(", "))
@@ -101,14 +107,7 @@ def test_flasks_automatic_options_answer_needs_no_token(entra: Any,
 
 def test_a_view_that_implements_options_needs_a_token(entra: Any, api_registration: Any,
                                                       user: Any) -> None:
-    app = _protected(entra, api_registration)
-    ran: list[str] = []
-
-    @app.route("/items", methods=["GET", "OPTIONS"])
-    def items() -> str:
-        ran.append("items")
-        return "items"
-
+    app, ran = _items(entra, api_registration, ["GET", "OPTIONS"])
     client = app.test_client()
     assert client.options("/items").status_code == 401
     assert ran == []
