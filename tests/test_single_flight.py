@@ -9,12 +9,13 @@ report.
 
 from __future__ import annotations
 
+import sys
 import threading
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from support.timing import wait_for
 
 from flask_obo._single_flight import SingleFlight  # the unit under test: no public door
 from flask_obo.errors import ClaimsChallenge, IdentityProviderUnavailable, OboError
@@ -38,33 +39,48 @@ def _locals_in(exc: BaseException) -> list[Any]:
     return found
 
 
+def _waiting(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is blocked in an ``Event.wait`` (a follower waiting for the flight).
+    Read from its stack (``sys._current_frames``): SingleFlight says nothing of its waiters."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    while frame is not None:
+        if frame.f_code is threading.Event.wait.__code__:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _race(flights: SingleFlight[str], make_error: Any) -> tuple[list[BaseException], int]:
-    """WORKERS callers of one key at once, each with a secret of its own in its frame; the
-    call fails once the test lets it. Returns (each caller's exception, calls made)."""
-    start = threading.Barrier(WORKERS)
-    leading, go = threading.Event(), threading.Event()
+    """One caller leads a call of one key; WORKERS - 1 more join its flight while it runs, each
+    with a secret of its own in its frame; then the call fails. Returns (each caller's
+    exception, the calls made)."""
+    go = threading.Event()
     calls: list[int] = []
+    errors: dict[int, BaseException] = {}
 
     def call(secret: str) -> str:
         calls.append(1)
-        leading.set()
-        go.wait(10)  # meanwhile the other callers, past the barrier too, join the flight
+        go.wait(10)  # the flight stays open until every follower waits on it
         raise make_error(secret)
 
-    def caller(index: int) -> BaseException:
+    def caller(index: int) -> None:
         secret = f"bearer-token-of-user-{index}"
-        start.wait(10)
         try:
             flights.run("key", lambda: call(secret), timeout=10)
         except BaseException as exc:  # what each caller got is the subject
-            return exc
-        raise AssertionError("the flight did not fail")
+            errors[index] = exc
 
-    with ThreadPoolExecutor(WORKERS) as pool:
-        futures = [pool.submit(caller, i) for i in range(WORKERS)]
-        assert leading.wait(10)
-        go.set()
-        return [f.result() for f in futures], len(calls)
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(WORKERS)]
+    threads[0].start()
+    assert wait_for(lambda: calls and flights.in_flight("key"))
+    for thread in threads[1:]:
+        thread.start()
+    assert wait_for(lambda: all(_waiting(t) for t in threads[1:]))
+    go.set()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(errors) == list(range(WORKERS)), "a caller's flight did not fail"
+    return [errors[i] for i in range(WORKERS)], len(calls)
 
 
 @pytest.mark.parametrize("make_error", [
@@ -76,7 +92,7 @@ def _race(flights: SingleFlight[str], make_error: Any) -> tuple[list[BaseExcepti
 ], ids=["503", "claims-challenge", "unexpected"])
 def test_each_follower_gets_an_exception_of_its_own(make_error: Any) -> None:
     errors, calls = _race(SingleFlight(), make_error)
-    assert calls < WORKERS  # some callers followed another's call
+    assert calls == 1  # every other caller followed the leader's call
     assert len({id(e) for e in errors}) == WORKERS  # yet no two callers share an object
     leader = errors[0]
     for index, error in enumerate(errors):
