@@ -8,7 +8,9 @@ SPA := samples/spa
 SPA_DEPS := $(SPA)/node_modules/.package-lock.json
 AZURITE := tests/azurite
 
-.PHONY: venv test lint typecheck pytest redis-server browser-deps azurite docs dist demo demo-browser bench emulator clean
+SOAK_MINUTES ?= 10
+
+.PHONY: venv test lint typecheck pytest redis-server browser-deps azurite docs dist demo demo-browser bench soak emulator clean
 
 venv: $(STAMP)
 
@@ -90,6 +92,11 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null \
 		|| apt-get install -y -q wrk >/dev/null 2>&1 || echo "wrk not installed: using the Python load generator"
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.soak --minutes $(SOAK_MINUTES)
+
+# The soak alone: `make soak SOAK_MINUTES=2` for a short run (SOAK_MINUTES=0 skips it in bench).
+soak: $(STAMP)
+	$(PY) -m benchmarks.soak --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info docs/_build docs/_generated $(SPA)/node_modules test-artifacts $(AZURITE)/node_modules

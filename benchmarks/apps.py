@@ -14,6 +14,8 @@ oid, or a fixed GUID for the bare view), so that only the protection differs:
   Authorization header (the token acquisition, a cache hit after the first request per user)
   and does not call the downstream API, so the number compares with the bare view.
   ``OBO_CACHE`` in the environment (JSON) selects a shared backend such as Redis.
+- ``soak``: ``obo_hit`` that also writes its worker's token-cache counters to
+  ``$SOAK_STATS_DIR/<pid>.json`` every second (``benchmarks.soak`` reads them).
 - ``msal_obo``: the pattern of Microsoft's Flask OBO sample (Azure-Samples/
   ms-identity-python-on-behalf-of): a module-wide MSAL ConfidentialClientApplication and
   ``acquire_token_for_user`` on every request. The token is validated by FlaskOBO here
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -37,7 +40,7 @@ from flask import Flask, Response
 
 __all__ = ["KINDS", "create", "load_settings"]
 
-KINDS = ("bare", "validate", "authlib", "obo_hit", "msal_obo")
+KINDS = ("bare", "validate", "authlib", "obo_hit", "soak", "msal_obo")
 DOWNSTREAM_API = "down"
 BARE_BODY = "00000000-0000-0000-0000-000000000000"  # as long as an oid: equal-sized answers
 
@@ -59,7 +62,7 @@ def _text(body: str) -> Response:
 def create(kind: str, config: Mapping[str, Any] | None = None) -> Flask:
     """The app for scenario ``kind`` (one of ``KINDS``); ``config`` overrides the environment."""
     builders = {"bare": _bare, "validate": _validate, "authlib": _authlib,
-                "obo_hit": _obo_hit, "msal_obo": _msal_obo}
+                "obo_hit": _obo_hit, "soak": _soak, "msal_obo": _msal_obo}
     if kind not in builders:
         raise ValueError(f"unknown benchmark app {kind!r}; choose one of {', '.join(KINDS)}")
     app = Flask(f"bench_{kind}")
@@ -114,6 +117,35 @@ def _obo_hit(app: Flask, settings: dict[str, Any]) -> None:
         if not downstream.authorization:
             return Response("no token", status=502)
         return _text(current_token.oid or "")
+
+
+def _soak(app: Flask, settings: dict[str, Any]) -> None:
+    import threading
+
+    _obo_hit(app, settings)
+    directory = os.environ["SOAK_STATS_DIR"]
+    started: set[int] = set()  # pids whose writer runs: one per worker, begun after the fork
+    lock = threading.Lock()
+
+    def write_stats() -> None:
+        cache = app.extensions["obo"].acquirer.cache
+        path = os.path.join(directory, f"{os.getpid()}.json")
+        while True:
+            stats = {"pid": os.getpid(), "waited": cache.stats.waited,
+                     "refreshes": cache.stats.refreshes, "dropped": cache.flights.dropped,
+                     "time": time.time()}
+            with open(path + ".tmp", "w") as out:
+                json.dump(stats, out)
+            os.replace(path + ".tmp", path)
+            time.sleep(1)
+
+    @app.before_request
+    def start_writer() -> None:
+        if os.getpid() not in started:
+            with lock:
+                if os.getpid() not in started:
+                    started.add(os.getpid())
+                    threading.Thread(target=write_stats, daemon=True).start()
 
 
 def _msal_obo(app: Flask, settings: dict[str, Any]) -> None:

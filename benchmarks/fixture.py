@@ -28,6 +28,8 @@ class BenchIdentity:
 
     users: int = 50
     token_lifetime: int = 3600
+    #: seconds the downstream tokens the emulator issues by OBO live (None: token_lifetime)
+    obo_token_lifetime: int | None = None
     settings: dict[str, Any] = field(default_factory=dict, init=False)
     tokens: list[str] = field(default_factory=list, init=False, repr=False)
     oids: list[str] = field(default_factory=list, init=False)
@@ -50,7 +52,8 @@ class BenchIdentity:
         self._stack.close()
 
     def _setup(self) -> None:
-        emu = self._stack.enter_context(EntraEmulator(token_lifetime=self.token_lifetime))
+        emu = self._stack.enter_context(EntraEmulator(
+            token_lifetime=self.token_lifetime, obo_token_lifetime=self.obo_token_lifetime))
         self.emulator = emu
         middle = emu.register_app("bench-middle-tier", secret=SECRET, scopes=["access_as_user"])
         down = emu.register_app("bench-downstream", scopes=["read"])

@@ -12,6 +12,11 @@ The Python fallback, also usable by hand::
 runs one thread per connection (``http.client``, keep-alive) and prints its result as JSON.
 Its latencies are exact (every request timed, percentiles by sorting); its own CPU use is
 higher than wrk's, which on a small machine takes cycles from the server under test.
+
+With ``--rate N`` it sends steady traffic instead of as much as the server takes: N requests a
+second in all, each connection on its own schedule (a late request goes at once, and the
+schedule goes on from there). ``--records FILE`` writes every request (start as epoch
+seconds, latency in microseconds, status; 0 for no answer) as JSON, for the soak's phases.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["load", "run_python", "run_wrk", "wrk_path"]
+__all__ = ["load", "python_command", "run_python", "run_wrk", "wrk_path"]
 
 HERE = Path(__file__).resolve().parent
 WRK_SCRIPT = HERE / "wrk_tokens.lua"
@@ -75,12 +80,26 @@ def run_wrk(url: str, tokens_file: str, *, duration: float, connections: int,
     return result
 
 
-def run_python(url: str, tokens_file: str, *, duration: float, connections: int,
-               warmup: float = 0.0) -> dict[str, Any]:
-    """The Python generator, in a subprocess (never in the caller's process)."""
+def python_command(url: str, tokens_file: str, *, duration: float, connections: int,
+                   warmup: float = 0.0, rate: float | None = None,
+                   records: str | None = None) -> list[str]:
+    """The command line of the Python generator (run from the repository's root)."""
     command = [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--tokens", tokens_file,
                "--connections", str(connections), "--duration", str(duration),
                "--warmup", str(warmup)]
+    if rate:
+        command += ["--rate", str(rate)]
+    if records:
+        command += ["--records", records]
+    return command
+
+
+def run_python(url: str, tokens_file: str, *, duration: float, connections: int,
+               warmup: float = 0.0, rate: float | None = None,
+               records: str | None = None) -> dict[str, Any]:
+    """The Python generator, in a subprocess (never in the caller's process)."""
+    command = python_command(url, tokens_file, duration=duration, connections=connections,
+                             warmup=warmup, rate=rate, records=records)
     out = subprocess.run(command, capture_output=True, text=True, cwd=HERE.parent,
                          timeout=duration + warmup + 60, check=False)
     if out.returncode != 0:
@@ -93,15 +112,19 @@ def run_python(url: str, tokens_file: str, *, duration: float, connections: int,
 # the Python generator ------------------------------------------------------------------------
 class _Worker(threading.Thread):
     def __init__(self, host: str, port: int, path: str, headers: list[dict[str, str]],
-                 offset: int, measure_from: float, stop_at: float) -> None:
+                 offset: int, measure_from: float, stop_at: float,
+                 interval: float | None = None, records: bool = False) -> None:
         super().__init__(daemon=True)
         self.host, self.port, self.path = host, port, path
         self.headers = headers
         self.offset = offset
         self.measure_from, self.stop_at = measure_from, stop_at
+        self.interval = interval  # seconds between this connection's requests (None: no pause)
         self.latencies_ns: list[int] = []
         self.errors = 0
         self.non_2xx = 0
+        #: (start, epoch seconds; latency, us; status, 0 for no answer) when ``records``
+        self.records: list[tuple[float, int, int]] | None = [] if records else None
 
     def _connect(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self.host, self.port, timeout=10)
@@ -114,7 +137,16 @@ class _Worker(threading.Thread):
         measure_from = int(self.measure_from * 1e9)
         stop_at = int(self.stop_at * 1e9)
         record = self.latencies_ns.append
+        step = int(self.interval * 1e9) if self.interval else 0
+        # Paced connections start spread over one interval, not all at once.
+        due = clock() + (step * self.offset // max(1, count)) % step if step else 0
+        epoch_offset = time.time() - time.perf_counter()
         while True:
+            if step:
+                wait = due - clock()
+                if wait > 0:
+                    time.sleep(wait / 1e9)
+                due = max(due + step, clock())
             started = clock()
             if started >= stop_at:
                 break
@@ -127,13 +159,19 @@ class _Worker(threading.Thread):
             except (OSError, http.client.HTTPException):
                 if started >= measure_from:
                     self.errors += 1
+                    if self.records is not None:
+                        self.records.append((started / 1e9 + epoch_offset,
+                                             (clock() - started) // 1000, 0))
                 conn.close()
                 conn = self._connect()
                 continue
             if started >= measure_from:
-                record(clock() - started)
+                latency = clock() - started
+                record(latency)
                 if not 200 <= status < 300:
                     self.non_2xx += 1
+                if self.records is not None:
+                    self.records.append((started / 1e9 + epoch_offset, latency // 1000, status))
         conn.close()
 
 
@@ -145,7 +183,8 @@ def _percentile(sorted_values: list[int], percent: float) -> float:
 
 
 def generate(url: str, tokens: list[str], *, connections: int, duration: float,
-             warmup: float) -> dict[str, Any]:
+             warmup: float, rate: float | None = None,
+             records: str | None = None) -> dict[str, Any]:
     parts = urlsplit(url)
     if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
         raise ValueError("benchmarks send load to loopback only")
@@ -155,13 +194,20 @@ def generate(url: str, tokens: list[str], *, connections: int, duration: float,
     now = time.perf_counter()
     measure_from = now + warmup
     stop_at = measure_from + duration
+    interval = connections / rate if rate else None
     workers = [_Worker(parts.hostname, parts.port or 80, path, headers,
-                       (i * 17) % len(headers), measure_from, stop_at)
+                       (i * len(headers) // connections if rate else i * 17) % len(headers),
+                       measure_from, stop_at, interval, records is not None)
                for i in range(connections)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
+    if records is not None:
+        every = sorted(r for worker in workers for r in worker.records or ())
+        Path(records).write_text(json.dumps({"start": [r[0] for r in every],
+                                             "latency_us": [r[1] for r in every],
+                                             "status": [r[2] for r in every]}))
     latencies = sorted(ns for worker in workers for ns in worker.latencies_ns)
     requests = len(latencies)
     return {
@@ -187,12 +233,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--rate", type=float, help="requests per second in all (steady traffic)")
+    parser.add_argument("--records", help="write every request's start, latency and status here")
     args = parser.parse_args(argv)
     tokens = [line for line in Path(args.tokens).read_text().splitlines() if line]
     if not tokens:
         parser.error("the tokens file is empty")
     result = generate(args.url, tokens, connections=args.connections, duration=args.duration,
-                      warmup=args.warmup)
+                      warmup=args.warmup, rate=args.rate, records=args.records)
     print(json.dumps(result))
     return 0
 

@@ -45,7 +45,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 TARGETS = {
     "validate_vs_bare": 0.95,
-    "obo_hit_vs_bare": 0.90,
+    "obo_hit_vs_bare": 0.95,
     "validate_vs_authlib": 1.2,
     "obo_hit_median_us": 10.0,
     "telemetry_overhead_pct": 3.0,

@@ -6,8 +6,8 @@ application permissions as ``roles``; ``requires_scopes_or_roles`` accepts eithe
 (Microsoft.Identity.Web's RequiredScopeOrAppPermission).
 
 The decorators validate the token themselves when the app's before-request guard did not
-(``verify_token_in_request`` is idempotent), and call the view through
-``current_app.ensure_sync`` so async views work.
+(``verify_token_in_request`` is idempotent), and call an async view through
+``current_app.ensure_sync`` (``_views.runner``), so async views work.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, TypeVar
 
-from flask import current_app, request
+from flask import request
 
 from ._refusals import request_line
+from ._views import runner
 from .context import verify_token_in_request
 from .errors import InsufficientScope
 from .state import get_state
@@ -120,10 +121,12 @@ def requires_scopes_or_roles(*, scopes: Iterable[str] = (),
 
 def _decorator(check: Callable[[], TokenClaims]) -> Callable[[F], F]:
     def decorate(view: F) -> F:
+        run = runner(view)
+
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             check()
-            return current_app.ensure_sync(view)(*args, **kwargs)
+            return run(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 

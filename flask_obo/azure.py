@@ -39,8 +39,9 @@ shared, so the choice is made once, in the configuration.
 
 ``tenant_id`` (an SDK passes one after a challenge names the resource's tenant) is honoured when
 it is the tenant flask-obo would ask anyway, or, for a multi-tenant API, a tenant
-``OBO_ALLOWED_TENANTS`` lists (or any, with ``["*"]``); any other is refused with a 502
-``UpstreamAuthError`` (reason ``tenant_not_allowed``).
+``OBO_ALLOWED_TENANTS`` lists (or any, with ``["*"]``); any other is refused before any
+identity-provider call with a 403 ``InsufficientScope`` (reason ``tenant_not_allowed``), the
+same check and error as ``acquire_token_for_app(tenant=...)``.
 
 Only this module imports ``azure.core``: the rest of flask-obo never needs it.
 """
@@ -63,10 +64,9 @@ from flask.globals import request_ctx
 
 from .acquisition import TokenAcquirer
 from .cache import AccessToken as CachedToken
-from .config import OboConfig, is_guid
+from .config import OboConfig
 from .context import get_assertion
 from .downstream.api import acquirer_of, app_tenant, obo_caller
-from .errors import UpstreamAuthError
 from .state import get_state
 from .validation import TokenClaims
 
@@ -121,11 +121,8 @@ def get_app_credential(tenant: str | None = None) -> AppCredential:
     that ``OBO_ALLOWED_TENANTS`` allows. Not bound to a request: it may be kept and shared.
     """
     state = get_state()
-    acquirer = acquirer_of(state)
-    if tenant is not None:
-        return AppCredential(acquirer, _honoured_tenant(state.config, None, tenant))
     # A multi-tenant API outside a request has no caller's tenant: get_token then says so.
-    return AppCredential(acquirer, app_tenant(state, None) if has_request_context() else None)
+    return AppCredential(acquirer_of(state), app_tenant(state, tenant))
 
 
 def get_async_app_credential(tenant: str | None = None) -> AsyncAppCredential:
@@ -248,7 +245,7 @@ class UserCredential(_Credential):
                  tenant_id: str | None) -> CachedToken:
         self._check_bound()
         caller = self._caller
-        tenant = _honoured_tenant(self._acquirer.config, caller.tid, tenant_id)
+        tenant = self._acquirer.honoured_tenant(tenant_id, caller.tid)
         return self._acquirer.on_behalf_of(self._assertion, caller.token_hash, scopes,
                                            tenant=tenant, claims=claims, user=caller.oid or "")
 
@@ -285,7 +282,7 @@ class AppCredential(_Credential):
 
     def _acquire(self, scopes: tuple[str, ...], claims: str | None,
                  tenant_id: str | None) -> CachedToken:
-        tenant = _honoured_tenant(self._acquirer.config, self._tenant, tenant_id)
+        tenant = self._acquirer.honoured_tenant(tenant_id, self._tenant)
         return self._acquirer.app_token(scopes, tenant=tenant, claims=claims)
 
 
@@ -334,26 +331,6 @@ class AsyncAppCredential(_AsyncCredential):
 # helpers -----------------------------------------------------------------------------------
 async def _in_thread(call: Callable[[], T]) -> T:
     return await asyncio.to_thread(call)  # copies contextvars: the request context comes along
-
-
-def _honoured_tenant(config: OboConfig, default: str | None, requested: str | None) -> str | None:
-    """The tenant to ask for a token: ``default``, or ``requested`` where it may be honoured."""
-    if requested is None:
-        return default
-    wanted = requested.strip().lower()
-    same = {default.lower()} if default else set()
-    if not config.is_multi_tenant:
-        same.add(config.tenant.lower())
-    if wanted in same:
-        return default
-    allowed = config.allowed_tenants
-    if config.is_multi_tenant and is_guid(wanted) and (allowed is None or wanted in allowed):
-        return wanted
-    log.warning("flask-obo: a token for tenant %r was refused: %s", requested[:64],
-                "OBO_ALLOWED_TENANTS does not list it" if config.is_multi_tenant else
-                f"OBO_AUTHORITY is single-tenant ({config.tenant})")
-    raise UpstreamAuthError("The downstream resource is in a tenant this API may not obtain "
-                            "tokens for.", reason="tenant_not_allowed")
 
 
 def _hint_cae(config: OboConfig) -> None:

@@ -53,6 +53,10 @@ def check_authority(state: OboState) -> Iterator[CheckResult]:
         return
     for version, issuer in sorted(metadata.issuers.items()):
         yield CheckResult(True, f"issuer (v{version} tokens)", issuer)
+    for version, why in sorted(metadata.unavailable.items()):
+        # The other versions' tokens are validated meanwhile; these get 503s.
+        yield CheckResult(False, f"issuer (v{version} tokens)", f"v{version} tokens cannot be "
+                          f"validated (they get 503 while this lasts): {why}")
     usable = [kid for kid, key in metadata.keys.items()
               if _key_fits(key.key_type, state.config.algorithms)]
     if not usable:

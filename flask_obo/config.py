@@ -68,7 +68,10 @@ KEYS: tuple[Key, ...] = (
         "tenant ids allowed to call, or `[\"*\"]`; required for a multi-tenant authority",
         shown="the authority's tenant"),
     Key("OBO_ACCEPTED_TOKEN_VERSIONS", ("1.0", "2.0"), "list of str",
-        "token versions, each checked against its own issuer form"),
+        "token versions, each checked against its own issuer form, from its own discovery "
+        "document: while the v1.0 document cannot be had (an authority without one, such as "
+        "B2C or External ID) v1.0 tokens get 503 and v2.0 tokens pass; `[\"2.0\"]` never asks "
+        "for it"),
     Key("OBO_CLOCK_SKEW", 300, "int", "seconds of leeway on `exp` and `nbf`"),
     Key("OBO_ALGORITHMS", ("RS256",), "list of str",
         "allowed signing algorithms (asymmetric only; `none` and HS* never)"),
@@ -89,7 +92,8 @@ KEYS: tuple[Key, ...] = (
     Key("OBO_CLIENT_SECRET", None, "str", "client secret credential"),
     Key("OBO_CLIENT_CERTIFICATE", None, "dict",
         "`{\"private_key\": path-or-PEM, \"certificate\": path-or-PEM}` or "
-        "`{\"pfx\": path, \"password\": ...}`, optionally `\"send_x5c\": True`"),
+        "`{\"pfx\": path-bytes-or-base64, \"password\": ...}`, optionally "
+        "`\"send_x5c\": True`"),
     Key("OBO_CLIENT_ASSERTION", None, "callable or path",
         "a callable returning a signed client assertion, or the path of a file holding one "
         "(workload identity federation)"),
@@ -97,7 +101,8 @@ KEYS: tuple[Key, ...] = (
         "`{\"name\": {\"scopes\": [...], \"base_url\": ..., \"timeout\": ..., \"retries\": ..., "
         "\"app_only\": False}}`"),
     Key("OBO_CACHE", None, "dict",
-        "Flask-Caching settings for the token cache (`{\"CACHE_TYPE\": \"RedisCache\", ...}`); "
+        "Flask-Caching settings for the token cache (`{\"CACHE_TYPE\": \"RedisCache\", ...}`; "
+        "backends that unpickle, such as memcached and `FileSystemCache`, are refused); "
         "`None`: in-process, or the `Cache` given to `FlaskOBO(cache=...)`"),
     Key("OBO_CACHE_KEY_PREFIX", "flask_obo:", "str", "prefix of token-cache keys"),
     Key("OBO_CACHE_ENCRYPTION_KEY", None, "str or list of str",
@@ -240,8 +245,8 @@ class OboConfig:
         if certificate is not None and not isinstance(certificate, Mapping):
             raise ConfigError(
                 "OBO_CLIENT_CERTIFICATE must be a dict: {'private_key': <path or PEM>, "
-                "'certificate': <path or PEM>} or {'pfx': <path>, 'password': ...}, "
-                "optionally with 'send_x5c': True."
+                "'certificate': <path or PEM>} or {'pfx': <path, bytes or base64 text>, "
+                "'password': ...}, optionally with 'send_x5c': True."
             )
         assertion = get.raw("OBO_CLIENT_ASSERTION")
         if assertion is not None and not (callable(assertion) or isinstance(assertion, str)):
@@ -472,7 +477,9 @@ def _downstream_apis(value: Any, timeout: float, retries: int) -> dict[str, Down
         base_url = spec.get("base_url")
         if base_url is not None and (not isinstance(base_url, str)
                                      or urlsplit(base_url).scheme not in ("https", "http")):
-            raise ConfigError(f"{where}['base_url'] must be an http(s) URL, not {base_url!r}.")
+            # Not quoted: a URL may carry credentials (user:password@, a key in the query).
+            raise ConfigError(f"{where}['base_url'] must be an http(s) URL such as "
+                              "'https://graph.microsoft.com/v1.0/'.")
         api_timeout = _number(f"{where}['timeout']", spec.get("timeout", timeout), minimum=0.1)
         api_retries = int(_number(f"{where}['retries']", spec.get("retries", retries), minimum=0,
                                   maximum=10, integer=True))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Blueprint, Flask, Request, current_app, request
+from flask import Blueprint, Flask, Request, request
 
 from ._http import build_session
 from ._refusals import RefusalLog
@@ -83,11 +85,12 @@ class FlaskOBO:
             refusals=RefusalLog(clock=self._clock or time.monotonic),
         )
         # Credentials are loaded (and refused) here, not at the first request.
-        state.acquirer = create_acquirer(app, config, http, self._cache, clock=self._clock)
+        state.acquirer = create_acquirer(app, config, http, self._cache, clock=self._clock,
+                                         refusals=state.refusals)
         if state.acquirer is not None:
             state.pools = DownstreamPools(config)
         app.extensions["obo"] = state
-        app.register_blueprint(_blueprint())
+        app.register_blueprint(_blueprint(app, state))
         if "obo" not in app.cli.commands:
             app.cli.add_command(obo_cli)
 
@@ -101,10 +104,15 @@ class FlaskOBO:
 
 
 def _is_public(app: Flask, req: Request, state: OboState) -> bool:
-    if req.method == "OPTIONS":  # CORS preflight never carries credentials
+    rule = req.url_rule
+    if rule is None:  # no route matched: challenge anyway, so 404s reveal nothing
+        return False
+    # A CORS preflight carries no credentials: Flask's own OPTIONS answer (which runs no view)
+    # needs none. A view that implements OPTIONS itself is guarded like any other method.
+    if req.method == "OPTIONS" and getattr(rule, "provide_automatic_options", False):
         return True
     endpoint = req.endpoint
-    if endpoint is None:  # no route matched: challenge anyway, so 404s reveal nothing
+    if endpoint is None:
         return False
     public = state.public_endpoint_cache.get(endpoint)
     if public is None:
@@ -114,30 +122,48 @@ def _is_public(app: Flask, req: Request, state: OboState) -> bool:
 
 
 def _endpoint_is_public(app: Flask, req: Request, state: OboState, endpoint: str) -> bool:
-    if endpoint == "static" or endpoint.endswith(".static"):
+    view = app.view_functions.get(endpoint)
+    if _is_static_file_view(view):  # by what the view is: any view may be named "static"
         return True
     if endpoint in state.config.public_endpoints:
         return True
     if req.blueprint and set(req.blueprints) & state.public_blueprints:
         return True
-    view = app.view_functions.get(endpoint)
     return bool(getattr(view, _PUBLIC_ATTR, False))
 
 
-def _guard() -> None:
-    # Runs on every request: resolve the context-local proxies once.
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    req: Request = request._get_current_object()  # type: ignore[attr-defined]
-    state = app.extensions.get("obo")
-    if state is None:
-        state = get_state(app)  # raises the clear error
-    if _is_public(app, req, state):
-        return
-    verify_request(app, req, state)
+_STATIC_METHODS = (Flask.send_static_file, Blueprint.send_static_file)
 
 
-def _blueprint() -> Blueprint:
-    # A fresh blueprint per app keeps registration independent between apps.
+def _is_static_file_view(view: Any) -> bool:
+    """Flask's static-file views: a blueprint's (its bound ``send_static_file``), any route to
+    ``app.send_static_file``, and the app's own static route (a lambda in ``Flask.__init__``
+    that calls it, recognised by its code object)."""
+    if getattr(view, "__func__", None) in _STATIC_METHODS:
+        return True
+    code = getattr(view, "__code__", None)
+    return code is not None and code is _flask_static_route_code()
+
+
+@functools.cache
+def _flask_static_route_code() -> Any:
+    probe = Flask(__name__, static_folder="static")  # a throwaway app, for its static route
+    return probe.view_functions["static"].__code__
+
+
+def _blueprint(app: Flask, state: OboState) -> Blueprint:
+    """A fresh blueprint per app (registration stays independent between apps) whose guard
+    knows its app's state: no context lookup of the app on every request. The app is held
+    weakly, as Flask's own static route does, so the app and its guard form no cycle."""
+    app_ref = weakref.ref(app)
+
+    def guard() -> None:
+        served = app_ref()
+        assert served is not None  # it is serving this request
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]
+        if not _is_public(served, req, state):
+            verify_request(served, req, state)
+
     bp = Blueprint("obo", __name__)
-    bp.before_app_request(_guard)
+    bp.before_app_request(guard)
     return bp

@@ -43,6 +43,8 @@ class OboState:
     public_blueprints: set[str] = field(default_factory=set)
     #: endpoint -> public? Decided once per endpoint: views cannot change after the first request.
     public_endpoint_cache: dict[str, bool] = field(default_factory=dict)
+    #: (api, scopes) -> where a downstream session goes (``downstream.api``), resolved once
+    downstream_targets: dict[object, object] = field(default_factory=dict)
     #: long-running sessions, built when the first is started or used (they need Redis)
     long_running: LongRunningSessions | None = None
     #: the log lines that explain refusals, rate-limited per reason
@@ -61,7 +63,8 @@ class OboState:
 
 def get_state(app: Flask | None = None) -> OboState:
     """The app's flask-obo state; a clear RuntimeError where FlaskOBO was never initialised."""
-    app = app or current_app
+    if app is None:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]  # once, not per use
     try:
         state: OboState = app.extensions["obo"]
     except KeyError:

@@ -22,7 +22,7 @@ from support.azure import GRAPH_DEFAULT, STORAGE_SCOPE
 from support.checks import CAE_CLAIMS, decode_claims, parse_challenge
 from support.jose import claims_of
 
-from flask_obo import UpstreamAuthError, acquire_token_for_user
+from flask_obo import InsufficientScope, acquire_token_for_user
 from flask_obo.azure import (
     get_app_credential,
     get_async_app_credential,
@@ -131,6 +131,28 @@ def test_claims_get_one_fresh_token_that_replaces_the_cached_one(azure_middle: M
     assert json.loads(calls[1]["params"]["claims"]) == json.loads(CAE_CLAIMS)
 
 
+@pytest.mark.parametrize("claims", [
+    '{"access_token":' + '{"a":' * 1500 + "1" + "}" * 1501,  # a RecursionError in a parser
+    "[" * 3000 + "]" * 3000,
+    '{"access_token":{"nbf":{"essential":true,"pad":"' + "x" * 9000 + '"}}}',  # too long
+    "not json at all",
+], ids=["deep-object", "deep-array", "too-long", "not-json"])
+def test_claims_that_cannot_be_read_are_a_502_not_a_crash(azure_middle: MakeMiddle, entra: Any,
+                                                         claims: str) -> None:
+    # What a hostile resource's challenge makes an SDK pass on: never sent to Entra ID.
+    middle = azure_middle()
+
+    @middle.app.get("/claims")
+    def bad_claims() -> Any:
+        get_user_credential().get_token(GRAPH_DEFAULT, claims=claims)
+        return {}
+
+    answer = middle.get("/claims", middle.token_for(entra.add_user("alice")))
+    assert answer.status_code == 502, answer.get_data(as_text=True)[:300]
+    assert answer.get_json()["reason"] == "downstream_bad_response"
+    assert middle.obo_calls() == []
+
+
 def test_mfa_requirement_reaches_the_client_as_a_claims_challenge(azure_middle: MakeMiddle,
                                                                   entra: Any) -> None:
     middle = azure_middle()
@@ -165,7 +187,7 @@ def test_tenant_id_is_honoured_only_where_allowed(azure_middle: MakeMiddle,
     same = middle.get(f"/tenant/{entra.tenant_id.upper()}", token)
     assert same.status_code == 200
     refused = middle.get(f"/tenant/{other}", token)
-    assert refused.status_code == 502
+    assert refused.status_code == 403  # as acquire_token_for_app(tenant=...) refuses it
     assert refused.get_json()["reason"] == "tenant_not_allowed"
     assert other not in refused.get_data(as_text=True)
     assert len(middle.obo_calls()) == 1
@@ -189,8 +211,8 @@ def test_multi_tenant_app_tokens_for_listed_tenants_only(make_middle: Any, entra
     assert middle.get(f"/app-token/{entra.tenant_id}", token).get_json() == {
         "tid": entra.tenant_id}
     refused = middle.get(f"/app-token/{elsewhere}", token)
-    assert (refused.status_code, refused.get_json()["reason"]) == (502, "tenant_not_allowed")
-    with middle.app.app_context(), pytest.raises(UpstreamAuthError) as raised:
+    assert (refused.status_code, refused.get_json()["reason"]) == (403, "tenant_not_allowed")
+    with middle.app.app_context(), pytest.raises(InsufficientScope) as raised:
         get_app_credential(tenant=elsewhere)
     assert raised.value.reason == "tenant_not_allowed"
     assert [c["tenant"] for c in entra.calls("client_credentials")] == [fabrikam,

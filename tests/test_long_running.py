@@ -25,6 +25,7 @@ from support.timing import Clock
 from flask_obo import (
     ConfigError,
     IdentityProviderUnavailable,
+    InsufficientScope,
     LongRunningSessionExpired,
     TokenCacheUnavailable,
     acquire_token_for_long_running_process,
@@ -380,6 +381,27 @@ def test_a_session_is_useless_to_another_app_on_the_same_redis(
                       OBO_CACHE_ENCRYPTION_KEY="q2hIu1cbmPjSJ5YOL2qsc2Tc6G6nGoeSaFk5b8ZpOq0=")
     assert expired(other, key).reason == "unknown"
     assert other.calls("refresh_token") == []
+
+
+def test_a_session_whose_tenant_leaves_the_allowed_list_stops_acting(
+        make_jobs: MakeJobs, entra: Any, downstream: DownstreamStandIn) -> None:
+    api = entra.register_app("multi-tenant middle", secret=MIDDLE_SECRET,
+                             scopes=["access_as_user"], multi_tenant=True)
+    entra.grant_consent(client=api, resource=downstream.registration, scopes=["read", "write"])
+    fabrikam = entra.add_tenant()
+    multi = {"api": api, "OBO_AUTHORITY": entra.authority("organizations")}
+    jobs = make_jobs(OBO_ALLOWED_TENANTS=[entra.tenant_id, fabrikam], **multi)
+    alice = entra.add_user("alice")
+    key = jobs.new_session(alice)
+    assert jobs.job(key)["oid"] == alice.oid
+    # The app redeployed without alice's tenant: its sessions (and their tokens cached in the
+    # shared Redis) act no more, before any identity-provider call.
+    offboarded = make_jobs(OBO_ALLOWED_TENANTS=[fabrikam], **multi)
+    with offboarded.app.app_context(), pytest.raises(InsufficientScope) as refused:
+        get_long_running_session(key, "down").get("me")
+    assert refused.value.reason == "tenant_not_allowed"
+    assert offboarded.calls("refresh_token") == []
+    assert jobs.job(key)["oid"] == alice.oid  # the instance that still allows it
 
 
 def test_an_entry_copied_under_another_sessions_name_opens_for_none(

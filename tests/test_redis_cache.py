@@ -278,11 +278,8 @@ def test_each_redis_backend_from_configuration_even_when_down_at_start(
     assert len(middle.obo_calls()) == 1  # the in-process front serves while Redis is away
 
 
-def test_every_shared_backend_encrypts(make_redis_middle: MakeMiddle, tmp_path: Any) -> None:
-    """Not only Redis: a cache directory that several processes share is encrypted too."""
-    middle = make_redis_middle(None, OBO_CACHE={"CACHE_TYPE": "FileSystemCache",
-                                                "CACHE_DIR": str(tmp_path)})
-    assert middle.cache.shared and middle.cache.codec.encrypts
+def test_the_in_process_cache_is_not_encrypted(make_redis_middle: MakeMiddle) -> None:
+    # Every other backend is (tests/test_cache_backends.py); a cache directory is refused.
     assert not make_redis_middle(None).cache.codec.encrypts  # in-process: nothing to protect
 
 

@@ -13,6 +13,7 @@ Long-running sessions get a second app per tenant, the only one that asks for
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
@@ -22,17 +23,22 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import msal
+from flask import has_request_context, request
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
 from .. import telemetry
+from .._claims import readable_claims
+from .._refusals import RefusalLog, clean, request_line
 from .._single_flight import SingleFlight
 from ..cache import AccessToken, OboTokenCache, build_token_cache
 from ..checks import CheckResult
 from ..config import OboConfig, is_guid
 from ..errors import (
     ConfigError,
+    DownstreamUnavailable,
     FlightTimeout,
     IdentityProviderUnavailable,
+    InsufficientScope,
     InvalidToken,
     OboError,
     UpstreamAuthError,
@@ -75,8 +81,8 @@ _OFFLINE = " offline_access"
 
 
 def create_acquirer(app: Flask, config: OboConfig, http: PinnedTrustSession,
-                    cache: Any | None, *,
-                    clock: Callable[[], float] | None = None) -> TokenAcquirer | None:
+                    cache: Any | None, *, clock: Callable[[], float] | None = None,
+                    refusals: RefusalLog | None = None) -> TokenAcquirer | None:
     """The app's acquirer, or None for an API that only validates tokens (no credential)."""
     credential = load_credential(config)
     if credential is None:
@@ -88,7 +94,7 @@ def create_acquirer(app: Flask, config: OboConfig, http: PinnedTrustSession,
                               ": list only the downstream API's own scopes.")
     acquirer = TokenAcquirer(config, http, credential,
                              build_token_cache(app, config, cache, credential, clock=clock),
-                             sender=app)
+                             sender=app, refusals=refusals)
     log.info("flask-obo: on-behalf-of enabled for client %s with a %s", config.client_id,
              credential.description)
     return acquirer
@@ -98,8 +104,11 @@ class TokenAcquirer:
     """Acquires, caches and maps errors for downstream tokens of one app."""
 
     def __init__(self, config: OboConfig, http: PinnedTrustSession, credential: ClientCredential,
-                 cache: OboTokenCache, *, sender: Any = None) -> None:
+                 cache: OboTokenCache, *, sender: Any = None,
+                 refusals: RefusalLog | None = None) -> None:
         self.config = config
+        # Where a refused tenant is explained: the app's refusal log (``OboState.refusals``).
+        self.refusals = refusals or RefusalLog()
         self.credential = credential
         self.cache = cache
         self._http = MsalHttp(http, config.http_timeout)
@@ -112,6 +121,11 @@ class TokenAcquirer:
         self._instance_discovery = None if host in WELL_KNOWN_AUTHORITY_HOSTS else False
         self._sender = weakref.ref(sender) if sender is not None else (lambda: None)
         self._scope_memo: dict[Any, tuple[str, ...]] = {}
+        # Read on every request: looked up once here (is_multi_tenant is a computed property).
+        self._client_id = config.client_id
+        self._single_tenant = None if config.is_multi_tenant else config.tenant
+        # (assertion hash, scopes, tenant) -> cache key: what a repeated caller asks for again.
+        self._obo_keys = functools.lru_cache(maxsize=max(1024, cache.local.size))(self._obo_key)
 
     # public --------------------------------------------------------------------------------
     def on_behalf_of(self, assertion: str, assertion_hash: str, scopes: Iterable[str], *,
@@ -123,21 +137,38 @@ class TokenAcquirer:
         claims challenge) the cache is bypassed and the fresh token replaces the cached one.
         ``api``: the configured downstream API's name, a label for telemetry.
         """
+        cache = self.cache
+        if claims is None:  # the hit path first: one lookup for the key, one for the token
+            try:
+                key = self._obo_keys(assertion_hash, scopes, tenant)  # type: ignore[arg-type]
+            except TypeError:  # scopes that are not hashable (a list): the path below
+                pass
+            else:
+                token = cache.get(key)
+                if token is not None and token.refresh_on > cache.clock():
+                    telemetry.token_acquired("cache", "on_behalf_of", api)
+                    if downstream_token_acquired.receivers:
+                        self._send_acquired(token.scopes, "cache", False)
+                    return token
         wanted = self.scope_tuple(scopes)
         tid = self.tenant_for(tenant)
-        key = self.cache.key("obo", self.config.client_id, tid, assertion_hash, wanted)
+        key = cache.key("obo", self._client_id, tid, assertion_hash, wanted)
 
         def fetch() -> AccessToken:
             return self._obo(tid, assertion, wanted, claims, user)
 
         return self._acquire(key, fetch, wanted, claims, app_only=False, api=api)
 
+    def _obo_key(self, assertion_hash: str, scopes: Iterable[str], tenant: str | None) -> str:
+        return self.cache.key("obo", self._client_id, self.tenant_for(tenant), assertion_hash,
+                              self.scope_tuple(scopes))
+
     def app_token(self, scopes: Iterable[str], *, tenant: str | None = None,
                   claims: str | None = None, api: str | None = None) -> AccessToken:
         """An app-only token (client credentials) for the resource of ``scopes``."""
         wanted = app_scopes(self.scope_tuple(scopes))
         tid = self.tenant_for(tenant)
-        key = self.cache.key("app", self.config.client_id, tid, "", wanted)
+        key = self.cache.key("app", self._client_id, tid, "", wanted)
 
         def fetch() -> AccessToken:
             return self._client_credentials(tid, wanted, claims)
@@ -186,15 +217,51 @@ class TokenAcquirer:
         return token, rotated if isinstance(rotated, str) and rotated else None
 
     def tenant_for(self, tid: str | None) -> str:
-        """The tenant to ask: the configured one, or for a multi-tenant API the caller's."""
-        if not self.config.is_multi_tenant:
-            return self.config.tenant
+        """The tenant to ask: the configured one, or for a multi-tenant API the caller's (or
+        the one given), which must be in ``OBO_ALLOWED_TENANTS`` (else a 403)."""
+        if self._single_tenant is not None:
+            return self._single_tenant
         if tid is None:
             raise ValueError(f"OBO_AUTHORITY is multi-tenant ('{self.config.tenant}'): pass the "
                              "tenant id to use (a token's tid).")
         if not is_guid(tid):
             raise InvalidToken(reason="tenant", description="The token's tenant id is invalid.")
-        return tid.lower()
+        tid = tid.lower()
+        allowed = self.config.allowed_tenants
+        if allowed is not None and tid not in allowed:
+            # A caller's own tid was checked by the validator; a tenant given by the app (maybe
+            # from request input) must not make this API act in a tenant it does not serve.
+            raise self._tenant_refused(tid, "OBO_ALLOWED_TENANTS does not list it")
+        return tid
+
+    def honoured_tenant(self, requested: object, default: str | None) -> str | None:
+        """The tenant to ask where code or an Azure SDK names one (``requested``) instead of
+        ``default`` (the caller's, or None: the configured one): the same tenant, or for a
+        multi-tenant API one that ``OBO_ALLOWED_TENANTS`` allows. Any other is refused (403
+        ``tenant_not_allowed``) before any identity-provider call: the one tenant check of
+        every app-token and SDK path."""
+        if requested is None:
+            return default
+        if not isinstance(requested, str):
+            raise self._tenant_refused(requested, "a tenant id is a string")
+        wanted = requested.strip().lower()
+        single = self._single_tenant
+        if wanted == (default or "").lower() or (single is not None and wanted == single.lower()):
+            return default
+        if single is not None:
+            raise self._tenant_refused(requested, f"OBO_AUTHORITY is single-tenant ({single})")
+        if not is_guid(wanted):
+            raise self._tenant_refused(requested, "a tenant is named by its id (a GUID)")
+        return self.tenant_for(wanted)
+
+    def _tenant_refused(self, tenant: object, why: str) -> InsufficientScope:
+        error = InsufficientScope("This API does not act in that tenant.",
+                                  reason="tenant_not_allowed",
+                                  log_detail=f"a token for tenant {clean(tenant, 64)} was "
+                                             f"refused: {why}")
+        self.refusals.refused(error, where=request_line(request) if has_request_context()
+                              else "")
+        return error
 
     def scope_tuple(self, scopes: Iterable[str]) -> tuple[str, ...]:
         """Scopes as a sorted tuple without duplicates (memoized for the tuples config holds)."""
@@ -254,6 +321,10 @@ class TokenAcquirer:
                 return token
             flight = key
         else:
+            if not readable_claims(claims):
+                # A downstream API's (an Azure SDK passes it on): nothing to send to Entra.
+                raise DownstreamUnavailable("The downstream API's claims challenge could not "
+                                            "be read.", reason="downstream_bad_response")
             flight = key + ":" + hashlib.sha256(claims.encode()).hexdigest()[:16]
         try:
             token, fetched = cache.get_or_fetch(flight, fetch, store_key=key,
@@ -356,12 +427,15 @@ class TokenAcquirer:
         telemetry.token_acquired(
             source, grant or ("client_credentials" if app_only else "on_behalf_of"), api)
         if downstream_token_acquired.receivers:
-            sender = self._sender()
-            if sender is not None:
-                # The signal's sources stay two: a refresh ahead is the identity provider's.
-                downstream_token_acquired.send(
-                    sender, scopes=scopes, app_only=app_only,
-                    source="identity_provider" if source == "refresh_ahead" else source)
+            self._send_acquired(scopes, source, app_only)
+
+    def _send_acquired(self, scopes: tuple[str, ...], source: str, app_only: bool) -> None:
+        sender = self._sender()
+        if sender is not None:
+            # The signal's sources stay two: a refresh ahead is the identity provider's.
+            downstream_token_acquired.send(
+                sender, scopes=scopes, app_only=app_only,
+                source="identity_provider" if source == "refresh_ahead" else source)
 
     def _build_client(self, tenant: str, offline: bool) -> msal.ConfidentialClientApplication:
         key = tenant + _OFFLINE if offline else tenant

@@ -2,21 +2,27 @@
 
 - ``OBO_CLIENT_SECRET``: a string.
 - ``OBO_CLIENT_CERTIFICATE``: ``{'private_key': <path or PEM>, 'certificate': <path or PEM>}``
-  or ``{'pfx': <path or bytes>, 'password': ...}``; ``'password'`` also opens an encrypted PEM
-  key; ``'send_x5c': True`` sends the certificate chain (subject name / issuer authentication).
+  or ``{'pfx': <path, bytes or base64 text>, 'password': ...}`` (base64 text: the form Key
+  Vault stores a certificate with its key in); ``'password'`` also opens an encrypted PEM key;
+  ``'send_x5c': True`` sends the certificate chain (subject name / issuer authentication).
 - ``OBO_CLIENT_ASSERTION``: a callable returning a signed JWT, or the path of a file holding
   one, re-read when it changes (workload identity federation, e.g. AZURE_FEDERATED_TOKEN_FILE).
 
 Everything is loaded and checked here, at init_app: an unreadable file, a wrong password or a
 key that does not belong to its certificate is a ``ConfigError`` that says what to fix. Logs
-name a certificate by its SHA-256 thumbprint; no secret or key is ever logged or repr'd.
+name a certificate by its SHA-256 thumbprint; no secret or key is ever logged or repr'd, and an
+error quotes a value only where it can be nothing but a file path (``_shown``): key material
+pasted where a path was expected must not end up in a crash log.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +41,10 @@ __all__ = ["AssertionFile", "ClientCredential", "load_credential"]
 log = logging.getLogger("flask_obo")
 
 _CERT_KEYS = frozenset({"private_key", "certificate", "pfx", "password", "send_x5c"})
+# What only a file path looks like: absolute, explicitly relative, or a name with an extension
+# under a directory. Base64 (key material) has no "." and a secret no path separator.
+_PATH_SHAPE = re.compile(r"(?:/|\.{1,2}/|~/|[A-Za-z]:[\\/]|\\\\)\S*|\S*[\\/]\S*\.\w{1,8}")
+_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,12 +133,40 @@ def _certificate(spec: Mapping[str, Any]) -> ClientCredential:
                             thumbprint=sha256, key_material=der)
 
 
+def _shown(value: str) -> str:
+    """``value`` quoted where it can only be a file path, else a stand-in: a value that is not a
+    path (key material, a secret in the wrong setting) may be secret."""
+    if len(value) <= 512 and _PATH_SHAPE.fullmatch(value):
+        return repr(value)
+    return "the value given (not shown: it is no file path, and may be secret)"
+
+
+def _base64_der(value: str | bytes) -> bytes | None:
+    """The DER bytes of base64 text (a PFX as Key Vault stores it, or PEM without its armour),
+    or None for anything else (a path never decodes to a DER sequence: '/' is 0xFC...)."""
+    text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+    compact = "".join(text.split())
+    if len(compact) < 64 or not _BASE64_TEXT.fullmatch(compact):
+        return None
+    standard = compact.rstrip("=").replace("-", "+").replace("_", "/")
+    try:
+        raw = base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if raw[:1] == b"\x30" else None  # an ASN.1 SEQUENCE
+
+
 def _read(name: str, value: Any) -> bytes:
     """PEM given inline, or read from a path."""
     if isinstance(value, bytes):
         return value
     if isinstance(value, str) and value.lstrip().startswith("-----BEGIN"):
         return value.encode()
+    if isinstance(value, str) and _base64_der(value) is not None:
+        raise ConfigError(f"OBO_CLIENT_CERTIFICATE['{name}'] holds base64 without its PEM "
+                          "armour: give the PEM text with its -----BEGIN ...----- and "
+                          "-----END ...----- lines, or the path of the PEM file; a certificate "
+                          "with its key as base64 (as Key Vault stores it) goes in 'pfx'.")
     return _read_path(name, value)
 
 
@@ -159,12 +197,17 @@ def _load_pem_certs(data: bytes) -> list[x509.Certificate]:
 
 
 def _load_pfx(value: Any, password: bytes | None) -> tuple[Any, list[x509.Certificate]]:
-    data = value if isinstance(value, bytes) else _read_path("pfx", value)
+    if isinstance(value, bytes):  # DER, or the base64 text of it
+        data = value if value[:1] == b"\x30" else (_base64_der(value) or value)
+    else:
+        data = (_base64_der(value) if isinstance(value, str) else None) or _read_path("pfx",
+                                                                                    value)
     try:
         key, cert, extra = pkcs12.load_key_and_certificates(data, password)
     except ValueError:
         raise ConfigError("OBO_CLIENT_CERTIFICATE['pfx'] could not be opened: the 'password' is "
-                          "wrong or missing, or the file is not a PKCS#12 (.pfx) file.") from None
+                          "wrong or missing, or it is not a PKCS#12 (.pfx) file or its base64 "
+                          "text.") from None
     if key is None or cert is None:
         raise ConfigError("OBO_CLIENT_CERTIFICATE['pfx'] must hold both the private key and its "
                           "certificate: export it with the private key included.")
@@ -179,9 +222,10 @@ def _read_path(name: str, value: Any) -> bytes:
     try:
         with open(value, "rb") as handle:
             return handle.read()
-    except OSError as exc:
-        raise ConfigError(f"OBO_CLIENT_CERTIFICATE['{name}']: cannot read {value!r} "
-                          f"({exc.strerror}): check the path and the file's permissions.") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the "path"
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a path"
+        raise ConfigError(f"OBO_CLIENT_CERTIFICATE['{name}']: cannot read {_shown(value)} "
+                          f"({reason}): check the path and the file's permissions.") from None
 
 
 def _matching_cert(key: rsa.RSAPrivateKey, chain: list[x509.Certificate]) -> x509.Certificate:
@@ -257,7 +301,7 @@ class AssertionFile:
                 self._value, self._stamp = value, stamp
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             if not self._value:
-                raise CredentialUnavailable(f"cannot read a signed JWT from {self.path!r} "
+                raise CredentialUnavailable(f"cannot read a signed JWT from {_shown(self.path)} "
                                             f"({type(exc).__name__})") from None
             # Mid-rotation (the file briefly missing or partly written): keep the last one.
             log.warning("flask-obo: could not re-read %s (%s); using the previous assertion",

@@ -1,9 +1,10 @@
 """The token cache's encryption keys: configured, or derived from the app's own credential.
 
-Entries in a backend that other processes and hosts share (Redis, memcached) are always
-encrypted. With no ``OBO_CACHE_ENCRYPTION_KEY``, the key is derived with HKDF-SHA256 from
-secret material this app alone holds (the client secret, or the certificate's private key),
-bound to the client id, so every instance of the same app derives the same key with no setup.
+Entries in a backend that other processes and hosts may share (Redis, and any backend not
+known to live in this process) are always encrypted. With no ``OBO_CACHE_ENCRYPTION_KEY``, the
+key is derived with HKDF-SHA256 from secret material this app alone holds (the client secret,
+or the certificate's private key), bound to the client id, so every instance of the same app
+derives the same key with no setup.
 A client-assertion credential holds no such secret: a shared backend then needs a configured
 key, and init_app says so. An in-process backend is not encrypted unless keys are configured.
 """
@@ -57,8 +58,9 @@ def encryption_keys_for(config: OboConfig, credential: ClientCredential | None,
     if not material:
         source = credential.description if credential is not None else "no credential"
         raise ConfigError(
-            f"The token cache is on {backend_name}, which other processes share, so its "
-            f"entries must be encrypted, and the app's credential ({source}) holds no secret "
+            f"The token cache is on {backend_name}, which other processes may share (only "
+            "SimpleCache is known to live in-process), so its entries must be encrypted, and "
+            f"the app's credential ({source}) holds no secret "
             "to derive a key from: set OBO_CACHE_ENCRYPTION_KEY to a key made with  "
             f"{_MAKE_KEY}  (the same on every instance; a list rotates keys)."
         )

@@ -5,8 +5,14 @@
 - A Redis backend is reached through ``RedisEntryStore`` (raw bytes on the primary) and gets a
   cross-process lock per key (``RedisLocks``), so N processes make one identity-provider call
   per key between them.
-- A shared backend (Redis, memcached, a shared directory) always encrypts its entries: with the
-  configured keys, or with one derived from the app's credential (``_keys``).
+- Every backend not known to live in this process is taken for shared and encrypts its entries:
+  with the configured keys, or with one derived from the app's credential (``_keys``). Only
+  Flask-Caching's and cachelib's own ``SimpleCache`` are known to; a subclass, a wrapper or a
+  backend of the app's own may keep its entries anywhere, whatever it is called.
+- Never a backend that unpickles what it reads before flask-obo sees the bytes (memcached, a
+  cache directory, uWSGI's cache, cachelib's DynamoDB, MongoDB and Valkey caches): whoever can
+  write to the store would run code in the API, and encryption cannot help. init_app refuses
+  them, before building one from ``OBO_CACHE``.
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import cachelib
+from cachelib.simple import SimpleCache as CachelibSimpleCache
 from flask_caching import Cache
 from flask_caching.backends.simplecache import SimpleCache
+from werkzeug.utils import import_string
 
 from ..checks import CheckResult
 from ..config import OboConfig
@@ -33,28 +42,34 @@ if TYPE_CHECKING:
     from ..acquisition.credentials import ClientCredential
     from ..state import OboState
 
-__all__ = ["SHARED_BACKENDS", "build_token_cache", "check_token_cache"]
+__all__ = ["build_token_cache", "check_token_cache"]
 
-#: Backends that several processes share: entries there are readable by other hosts.
-SHARED_BACKENDS = frozenset({
-    "RedisCache", "RedisSentinelCache", "RedisClusterCache", "MemcachedCache",
-    "SASLMemcachedCache", "SpreadSASLMemcachedCache", "FileSystemCache", "UWSGICache",
-})
+#: The backends known to keep entries in this process's memory, by exact type.
+_IN_PROCESS = frozenset({SimpleCache, CachelibSimpleCache})
+#: Backends that unpickle what they read (memcached clients unpickle by the flags the writer
+#: chose; the others through cachelib's pickle serializers), their subclasses included.
+_UNPICKLING: tuple[type, ...] = tuple(
+    kind for kind in (getattr(cachelib, name, None) for name in (
+        "MemcachedCache", "FileSystemCache", "UWSGICache", "DynamoDbCache", "MongoDbCache",
+        "ValkeyCache")) if isinstance(kind, type))
 
 
 def build_token_cache(app: Flask, config: OboConfig, cache: Any | None,
                       credential: ClientCredential | None = None, *,
                       clock: Callable[[], float] | None = None) -> OboTokenCache:
     """The app's token cache: over ``cache`` (a flask_caching.Cache or a backend), else a
-    backend built from ``OBO_CACHE``, else an in-process ``SimpleCache``. A shared backend
-    encrypts (a key derived from ``credential`` unless keys are configured); Redis also locks."""
+    backend built from ``OBO_CACHE``, else an in-process ``SimpleCache``. A backend not known to
+    be in-process encrypts (a key derived from ``credential`` unless keys are configured); Redis
+    also locks."""
     backend = _resolve_backend(app, config, cache)
     name = type(backend).__name__
+    if isinstance(backend, _UNPICKLING):
+        raise _unpickling(name)
     lock_factory = None
     if is_redis_backend(backend):
         backend = RedisEntryStore(backend)
         lock_factory = RedisLocks(backend, ttl=config.cache_lock_timeout)
-    shared = getattr(backend, "shared", False) is True or name in SHARED_BACKENDS
+    shared = type(backend) not in _IN_PROCESS
     return OboTokenCache(
         backend,
         encryption_keys=encryption_keys_for(config, credential, name, shared),
@@ -94,6 +109,9 @@ def _resolve_backend(app: Flask, config: OboConfig, cache: Any | None) -> Any:
             raise ConfigError("OBO_CACHE with CACHE_TYPE NullCache would make every request "
                               "call the identity provider: leave OBO_CACHE unset for the "
                               "in-process cache, or name a real backend.")
+        kind = _named_backend(str(settings["CACHE_TYPE"]))
+        if kind is not None and issubclass(kind, _UNPICKLING):
+            raise _unpickling(kind.__name__)  # before it is built (and connects, or mkdirs)
         private = Cache(with_jinja2_ext=False, config=settings)
         try:
             private.init_app(app, settings)
@@ -111,6 +129,27 @@ def _resolve_backend(app: Flask, config: OboConfig, cache: Any | None) -> Any:
             ) from None
         return app.extensions["cache"][private]
     return SimpleCache(threshold=max(config.cache_local_size * 4, 10_000), default_timeout=300)
+
+
+def _named_backend(cache_type: str) -> type | None:
+    """The class ``CACHE_TYPE`` names, found as Flask-Caching finds it; None if it names none."""
+    path = cache_type if "." in cache_type else f"flask_caching.backends.{cache_type}"
+    try:
+        found = import_string(path)
+    except ImportError:
+        return None  # Flask-Caching's own attempt says what is wrong
+    return found if isinstance(found, type) else None
+
+
+def _unpickling(name: str) -> ConfigError:
+    return ConfigError(
+        f"The token cache cannot be on {name}: it unpickles what it reads, so whoever can write "
+        "to that store (memcached rarely asks for a password; a cache directory is as open as "
+        "its permissions) could run code in this API. Use Redis, where flask-obo stores raw "
+        "bytes: OBO_CACHE={'CACHE_TYPE': 'RedisCache', 'CACHE_REDIS_URL': "
+        "'redis://host:6379/0'}, or hand FlaskOBO(cache=...) a Cache on RedisCache; or leave "
+        "OBO_CACHE unset for the in-process cache."
+    )
 
 
 def check_token_cache(state: OboState) -> Iterator[CheckResult]:

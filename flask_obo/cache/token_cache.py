@@ -17,6 +17,7 @@ inside the refresh-ahead window are renewed in the background while the current 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import threading
@@ -30,7 +31,7 @@ from .. import telemetry
 from .._single_flight import SingleFlight
 from ._codec import EntryCodec
 
-__all__ = ["AccessToken", "OboTokenCache", "cache_key"]
+__all__ = ["AccessToken", "CacheStats", "OboTokenCache", "cache_key"]
 
 log = logging.getLogger("flask_obo.cache")
 
@@ -54,6 +55,18 @@ class AccessToken:
 
     def __str__(self) -> str:
         return repr(self)
+
+
+@dataclass
+class CacheStats:
+    """What one process's token cache did since it was built (monitoring; the soak
+    benchmark). Counted off the hit path, which costs nothing here."""
+
+    #: acquisitions the cache could not answer at once: each waited on the identity provider,
+    #: for a call of its own or another's (a miss, an expired token, a claims challenge)
+    waited: int = 0
+    #: refreshes queued to run in the background (refresh-ahead)
+    refreshes: int = 0
 
 
 def cache_key(prefix: str, kind: str, client_id: str, tenant: str, subject: str,
@@ -113,7 +126,11 @@ class OboTokenCache:
         self.refresh_ahead = refresh_ahead
         self.wait_timeout = wait_timeout
         self.local = _Local(local_size)
+        self._keys = functools.lru_cache(maxsize=max(1024, local_size))(
+            functools.partial(cache_key, prefix))
         self.flights: SingleFlight[AccessToken] = SingleFlight()
+        self.stats = CacheStats()
+        self._stats_lock = threading.Lock()
         # Cross-process mutual exclusion around a fill (Redis locks); in-process: none needed.
         self._lock_factory = lock_factory or (lambda key: contextlib.nullcontext())
         self._backend_down_until = 0.0
@@ -121,7 +138,10 @@ class OboTokenCache:
 
     def key(self, kind: str, client_id: str, tenant: str, subject: str,
             scopes: Iterable[str]) -> str:
-        return cache_key(self.prefix, kind, client_id, tenant, subject, scopes)
+        """``cache_key`` with this cache's prefix, remembered for recent arguments: the same
+        caller's token asks for the same key on every request (a hash of hashes, no secret)."""
+        return self._keys(kind, client_id, tenant, subject,
+                          scopes if isinstance(scopes, tuple) else tuple(scopes))
 
     def lock(self, key: str) -> AbstractContextManager[Any]:
         """The cross-process lock of ``key`` (on Redis; elsewhere a no-op): held around one
@@ -188,6 +208,8 @@ class OboTokenCache:
             token = self.get(store)
             if token is not None:
                 return token, False
+        with self._stats_lock:
+            self.stats.waited += 1
 
         def fill() -> AccessToken:
             with self._lock_factory(store):
@@ -210,7 +232,11 @@ class OboTokenCache:
                     return again
                 return self.set(key, fetch())
 
-        return self.flights.start_in_background(key, refresh)
+        queued = self.flights.start_in_background(key, refresh)
+        if queued:
+            with self._stats_lock:
+                self.stats.refreshes += 1
+        return queued
 
     def close(self) -> None:
         self.flights.close()

@@ -30,17 +30,19 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
-from flask import current_app, request
+from flask import current_app, has_request_context, request
 
 from .._refusals import request_line
+from .._views import runner as _runner
 from ..acquisition import TokenAcquirer
 from ..cache import AccessToken
 from ..checks import CheckResult
 from ..config import DownstreamApi, check_scopes
-from ..context import get_assertion, verify_token_in_request
+from ..context import verified_caller, verify_token_in_request
 from ..errors import ConfigError, InsufficientScope, ServerMisconfigured
 from ..state import OboState, get_state
 from ..validation import TokenClaims
@@ -129,14 +131,19 @@ def obo_caller() -> TokenClaims:
     """The validated caller, who must be a user: OBO exchanges only delegated tokens."""
     caller = verify_token_in_request()
     assert caller is not None  # not optional: it raised MissingToken otherwise
+    _must_be_user(caller, get_state())
+    return caller
+
+
+def _must_be_user(caller: TokenClaims, state: OboState) -> None:
+    """OBO exchanges only delegated tokens: an app-only caller gets a 403."""
     if caller.is_app_only:
         error = InsufficientScope("This operation acts on behalf of a user: an app-only token "
                                   "cannot be used.", reason="user_token_required",
                                   log_detail=f"client {caller.client_id} sent an app-only "
                                   "token to a view that calls a downstream API as the user")
-        get_state().refusals.refused(error, where=request_line(request))
+        state.refusals.refused(error, where=request_line(request))
         raise error
-    return caller
 
 
 def acquire_token_for_user(scopes: Scopes = None, *, api: str | None = None,
@@ -147,24 +154,26 @@ def acquire_token_for_user(scopes: Scopes = None, *, api: str | None = None,
     ``claims``: a claims challenge from the downstream API (bypasses the cache). Raises the
     errors of ``flask_obo.errors`` (401 with a claims challenge, 403 consent, 503, ...).
     """
-    caller = obo_caller()
-    state = get_state()
-    wanted, _ = resolve_api(state, scopes, api)
-    return acquirer_of(state).on_behalf_of(get_assertion(), caller.token_hash, wanted,
-                                         tenant=caller.tid, claims=claims,
-                                         user=caller.oid or "", api=api)
+    caller, assertion, state = verified_caller()
+    _must_be_user(caller, state)
+    target = _target(state, scopes, api)
+    return target.acquirer.on_behalf_of(assertion, caller.token_hash, target.scopes,
+                                        tenant=caller.tid, claims=claims,
+                                        user=caller.oid or "", api=api)
 
 
 def acquire_token_for_app(scopes: Scopes = None, *, api: str | None = None,
                           tenant: str | None = None, claims: str | None = None) -> AccessToken:
     """An app-only token (client credentials) for the resource of ``scopes`` or ``api``.
 
-    For a multi-tenant API the tenant is ``tenant``, else the validated caller's.
+    For a multi-tenant API the tenant is ``tenant``, else the validated caller's. A ``tenant``
+    this API may not act in (not in ``OBO_ALLOWED_TENANTS``; another than the configured one
+    for a single-tenant API) is refused: ``InsufficientScope``, 403 ``tenant_not_allowed``.
     """
     state = get_state()
-    wanted, _ = resolve_api(state, scopes, api)
-    return acquirer_of(state).app_token(wanted, tenant=app_tenant(state, tenant), claims=claims,
-                                        api=api)
+    target = _target(state, scopes, api)
+    return target.acquirer.app_token(target.scopes, tenant=app_tenant(state, tenant),
+                                     claims=claims, api=api)
 
 
 def pool_for(state: OboState, spec: DownstreamApi | None) -> requests.Session:
@@ -174,13 +183,50 @@ def pool_for(state: OboState, spec: DownstreamApi | None) -> requests.Session:
     return pools.by_api[spec.name] if spec is not None else pools.default
 
 
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where a session for (api, scopes) goes: resolved once per app, then read from a dict."""
+
+    acquirer: TokenAcquirer
+    pool: requests.Session
+    scopes: tuple[str, ...]
+    base_url: str | None
+    timeout: float
+    app_only: bool
+
+
+_MAX_TARGETS = 256  # (api, scopes) pairs come from code; scopes built per request are not kept
+
+
+def _target(state: OboState, scopes: Scopes, api: str | None) -> _Target:
+    memo = state.downstream_targets
+    key = (api, scopes) if scopes is None or isinstance(scopes, (str, tuple)) else None
+    try:
+        found = memo.get(key) if key is not None else None
+    except TypeError:  # a tuple holding something unhashable: resolved (and refused) below
+        key = found = None
+    if isinstance(found, _Target):
+        return found
+    acquirer = acquirer_of(state)
+    wanted, spec = resolve_api(state, scopes, api)
+    target = _Target(acquirer, pool_for(state, spec), wanted,
+                     spec.base_url if spec is not None else None,
+                     spec.timeout if spec is not None else state.config.downstream_timeout,
+                     spec is not None and spec.app_only)
+    if key is not None and len(memo) < _MAX_TARGETS:
+        memo[key] = target
+    return target
+
+
 def app_tenant(state: OboState, tenant: str | None) -> str | None:
-    """The tenant of an app token: ``tenant``, else for a multi-tenant API the validated
-    caller's (None: the configured one)."""
-    if tenant is None and state.config.is_multi_tenant:
-        caller = verify_token_in_request(optional=True)
-        return caller.tid if caller is not None else None
-    return tenant
+    """The tenant of an app token: ``tenant`` where this API may act in it (else a 403
+    ``tenant_not_allowed``, before any identity-provider call), else for a multi-tenant API the
+    validated caller's (None: the configured one)."""
+    if tenant is None and not state.config.is_multi_tenant:
+        return None
+    caller = verify_token_in_request(optional=True) if has_request_context() else None
+    default = caller.tid if caller is not None else None
+    return default if tenant is None else acquirer_of(state).honoured_tenant(tenant, default)
 
 
 def get_user_session(api: str | None = None, scopes: Scopes = None) -> DownstreamSession:
@@ -189,30 +235,22 @@ def get_user_session(api: str | None = None, scopes: Scopes = None) -> Downstrea
     Validates the request first. An API configured with ``app_only: True`` gets the app's own
     token instead. The token is acquired when the session is first used.
     """
-    state = get_state()
-    acquirer = acquirer_of(state)
-    wanted, spec = resolve_api(state, scopes, api)
-    if spec is not None and spec.app_only:
-        verify_token_in_request()  # as documented, even on a public view: fail closed
+    caller, assertion, state = verified_caller()  # as documented, even for app_only APIs
+    target = _target(state, scopes, api)
+    if target.app_only:
         return get_app_session(api, scopes)
-    caller = obo_caller()
-    if spec is None:
-        return DownstreamSession(acquirer, pool_for(state, None), wanted, base_url=None,
-                                 timeout=state.config.downstream_timeout, caller=caller)
-    return DownstreamSession(acquirer, pool_for(state, spec), wanted,
-                             base_url=spec.base_url, timeout=spec.timeout, caller=caller,
-                             api=api)
+    _must_be_user(caller, state)
+    return DownstreamSession._for_caller(target.acquirer, target.pool, target.scopes,
+                                         target.base_url, target.timeout, caller, assertion, api)
 
 
 def get_app_session(api: str | None = None, scopes: Scopes = None, *,
                     tenant: str | None = None) -> DownstreamSession:
     """A session that calls ``api`` with the app's own token (client credentials)."""
     state = get_state()
-    acquirer = acquirer_of(state)
-    wanted, spec = resolve_api(state, scopes, api)
-    return DownstreamSession(acquirer, pool_for(state, spec), wanted,
-                             base_url=spec.base_url if spec else None,
-                             timeout=spec.timeout if spec else state.config.downstream_timeout,
+    target = _target(state, scopes, api)
+    return DownstreamSession(target.acquirer, target.pool, target.scopes,
+                             base_url=target.base_url, timeout=target.timeout,
                              tenant=app_tenant(state, tenant), api=api)
 
 
@@ -227,10 +265,12 @@ def requires_downstream(scopes: Scopes = None, *, api: str | None = None,
     _check_args("requires_downstream", scopes, api)
 
     def decorator(view: F) -> F:
+        run = _runner(view)
+
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             kwargs[arg] = get_user_session(api, scopes)  # validates the request first
-            return current_app.ensure_sync(view)(*args, **kwargs)
+            return run(*args, **kwargs)
 
         return _record(wrapper, view, api)  # type: ignore[return-value]
 
@@ -247,10 +287,12 @@ def requires_downstream_for_app(scopes: Scopes = None, *, api: str | None = None
     _check_args("requires_downstream_for_app", scopes, api)
 
     def decorator(view: F) -> F:
+        run = _runner(view)
+
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             kwargs[arg] = get_app_session(api, scopes)
-            return current_app.ensure_sync(view)(*args, **kwargs)
+            return run(*args, **kwargs)
 
         return _record(wrapper, view, api)  # type: ignore[return-value]
 

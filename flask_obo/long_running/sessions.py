@@ -161,6 +161,9 @@ class LongRunningSessions:
         """A token for ``scopes`` (default: the session's) as the session's user; ``api``
         names the configured API for telemetry."""
         name, raw, record = self.load(session_key, caller)
+        # Its tenant is checked on every use, not only at the start: a tenant taken out of
+        # OBO_ALLOWED_TENANTS since gets a 403 tenant_not_allowed, its cached token included.
+        self.acquirer.tenant_for(record.tenant)
         wanted = record.scopes if scopes is None else self.scopes_of(record, scopes)
         if self.cache.clock() - record.last_used >= self.touch_interval:
             self.store.write(name, raw, replace(record, last_used=self.cache.clock()))

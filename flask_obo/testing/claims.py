@@ -167,8 +167,11 @@ def id_token_claims(
     client: App,
     amr: Sequence[str] = ("pwd",),
     nonce: str | None = None,
+    roles: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """A v2 ID token: ``aud`` is the client, never an API."""
+    """A v2 ID token: ``aud`` is the client, never an API, and no ``azp``: the client is the
+    audience. As Entra does, it carries ``roles`` when the user holds app roles of the client
+    (so "has roles" does not make a token an access token)."""
     claims: dict[str, Any] = {
         "aud": client.client_id,
         "iss": issuers.v2(tenant_id),
@@ -178,6 +181,8 @@ def id_token_claims(
         "ver": "2.0",
     }
     claims.pop("amr")  # v2 ID tokens carry no amr
+    if roles:
+        claims["roles"] = list(roles)
     if nonce is not None:
         claims["nonce"] = nonce
     return claims

@@ -13,10 +13,11 @@ Usage::
     hold.release()
     emu.faults.clear()                   # also releases every held call
 
-Endpoints: ``"token"``, ``"discovery"`` (v1 and v2 OpenID configuration), ``"jwks"`` (both key
-sets), ``"userrealm"``, ``"authorize"``, ``"userinfo"``, or ``"*"`` for any of them. Faults
-queue up per endpoint and are used first-in, first-out; ``count`` repeats one fault. A
-``"delay"`` or ``"hold"`` fault delays the call and then answers it normally.
+Endpoints: ``"token"``, ``"discovery"`` (v1 and v2 OpenID configuration, or one of them:
+``"discovery_v1"``, ``"discovery_v2"``), ``"jwks"`` (both key sets), ``"userrealm"``,
+``"authorize"``, ``"userinfo"``, or ``"*"`` for any of them. Faults queue up per endpoint and are
+used first-in, first-out; ``count`` repeats one fault. A ``"delay"`` or ``"hold"`` fault delays
+the call and then answers it normally.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from typing import Any
 
 __all__ = ["ENDPOINTS", "KINDS", "Fault", "FaultInjector", "Hold"]
 
-ENDPOINTS = frozenset({"token", "discovery", "jwks", "userrealm", "authorize", "userinfo", "*"})
+ENDPOINTS = frozenset({"token", "discovery", "discovery_v1", "discovery_v2", "jwks", "userrealm",
+                       "authorize", "userinfo", "*"})
 KINDS = frozenset({"status", "delay", "drop", "malformed", "json", "hold"})
 
 
@@ -129,10 +131,13 @@ class FaultInjector:
         assert hold is not None
         return hold
 
-    def take(self, endpoint: str) -> Fault | None:
-        """The next fault for a call of ``endpoint`` (specific faults before ``"*"``)."""
+    def take(self, endpoint: str, name: str | None = None) -> Fault | None:
+        """The next fault for a call of ``endpoint`` (more specific targets first: ``name``, the
+        endpoint's own name such as ``"discovery_v1"``, then ``endpoint``, then ``"*"``)."""
         with self._lock:
-            for key in (endpoint, "*"):
+            for key in (name, endpoint, "*"):
+                if key is None:
+                    continue
                 queue = self._queues.get(key)
                 if queue:
                     fault = queue.popleft()

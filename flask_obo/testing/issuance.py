@@ -146,7 +146,8 @@ class TokenFactory:
                  amr: Sequence[str] = ("pwd",), lifetime: int | None = None,
                  extra_claims: Mapping[str, Any] | None = None, nonce: str | None = None) -> str:
         claims = id_token_claims(issuers=self.issuers, directory=self.directory, user=user,
-                                 tenant_id=tenant_id, client=client, amr=amr, nonce=nonce)
+                                 tenant_id=tenant_id, client=client, amr=amr, nonce=nonce,
+                                 roles=sorted(user.app_roles.get(client.client_id, ())))
         seconds = self.lifetimes.id_token_lifetime if lifetime is None else lifetime
         token, _ = self.tokens.mint(claims, lifetime=seconds, extra_claims=extra_claims)
         return token

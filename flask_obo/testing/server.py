@@ -173,7 +173,8 @@ def _register_hooks(app: Flask, services: Services) -> None:
                             grant=grant_name(form.get("grant_type"), form),
                             client_id=form.get("client_id"), scope=form.get("scope"),
                             params=redact_form(form))
-        fault = services.faults.take(category) if category != "other" else None
+        fault = (services.faults.take(category, request.endpoint) if category != "other"
+                 else None)
         return _apply_fault(services, fault) if fault else None
 
     @app.after_request

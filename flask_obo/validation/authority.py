@@ -12,6 +12,12 @@ at most every few seconds. After that, requests never wait on the network for kn
   flood of tokens with random key ids cannot become a flood of JWKS requests.
 
 Keys are turned into joserfc key objects once per fetch, never per request.
+
+Each token version is validated with the metadata it needs: v2.0 discovery (which names the
+keys) is required; v1.0 discovery, fetched only when v1.0 tokens are accepted, names only the
+v1.0 issuer. When it cannot be had (an outage, or an authority without v1.0, such as a B2C or
+External ID tenant), v2.0 tokens are still validated; v1.0 tokens get a 503 while it is fetched
+again on demand, at most every few seconds, and a failed refresh keeps the issuer held.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -61,6 +67,8 @@ class Metadata:
     keys: Mapping[str, Key]  # kid -> key, public parts only
     generation: int  # bumped whenever the key set changes
     fingerprint: frozenset[tuple[str, str]]  # (kid, RFC 7638 thumbprint)
+    #: accepted token version -> why its discovery document could not be had (no issuer held)
+    unavailable: Mapping[str, str] = field(default_factory=dict)
 
 
 class Authority:
@@ -82,6 +90,7 @@ class Authority:
         self._refresh_due = math.inf  # monotonic time of the next scheduled refresh
         self._refreshing = False
         self._initial_retry_at = 0.0
+        self._v1_retry_at = 0.0  # next on-demand attempt at a v1.0 document that failed
         self._last_forced_refetch = -math.inf
         reset_after_fork(self)
 
@@ -107,11 +116,15 @@ class Authority:
         return self._metadata
 
     def issuer(self, version: str, tenant_id: str) -> str | None:
-        """The exact issuer a token of ``version`` from ``tenant_id`` must carry."""
+        """The exact issuer a token of ``version`` from ``tenant_id`` must carry; None for a
+        version not accepted. Raises IdentityProviderUnavailable while the discovery document
+        of an accepted version cannot be had."""
         metadata = self._require_metadata()
         template = metadata.issuers.get(version)
         if template is None:
-            return None
+            if version != "1.0" or version not in self._config.accepted_versions:
+                return None  # v2.0's issuer comes with the keys: never missing
+            template = self._v1_issuer_now()
         # Entra's rule for multi-tenant authorities: the template's {tenantid} is the token's tid.
         return template.replace(TENANT_PLACEHOLDER, tenant_id)
 
@@ -175,6 +188,35 @@ class Authority:
             retry_after=max(1, math.ceil(retry_after)),
         )
 
+    def _v1_issuer_now(self) -> str:
+        """The v1.0 issuer template, fetched now: its document could not be had before. At most
+        one attempt per few seconds; meanwhile, and on failure, IdentityProviderUnavailable."""
+        with self._lock:
+            metadata = self._metadata
+            assert metadata is not None  # issuer() has it
+            known = metadata.issuers.get("1.0")
+            if known is not None:  # another thread fetched it while we waited
+                return known
+            now = self._clock()
+            if now < self._v1_retry_at:
+                raise self._unavailable(self._v1_retry_at - now)
+            try:
+                template = self._v1_issuer()
+            except AuthorityError as exc:
+                self._v1_failed(exc)
+                raise self._unavailable(self._v1_retry_at - self._clock()) from None
+            self._metadata = replace(metadata, issuers={**metadata.issuers, "1.0": template},
+                                     unavailable={})
+            log.info("flask-obo: the v1.0 discovery document was fetched: v1.0 tokens are "
+                     "validated again")
+            return template
+
+    def _v1_failed(self, exc: AuthorityError) -> None:
+        self._v1_retry_at = self._clock() + min(_INITIAL_RETRY,
+                                                self._config.jwks_min_refetch_interval)
+        log.warning("flask-obo: v1.0 tokens cannot be validated until the v1.0 discovery "
+                    "document can be fetched (v2.0 tokens can): %s", exc)
+
     def _forced_refetch(self, kid: str) -> None:
         with self._lock:
             metadata = self._metadata
@@ -223,16 +265,19 @@ class Authority:
         """Fetch (discovery and) keys and publish a new snapshot. Caller holds the lock."""
         previous = self._metadata
         issuers: Mapping[str, str]
+        unavailable: Mapping[str, str]
         if discovery or previous is None:
-            issuers, jwks_uri = self._discover()
+            issuers, jwks_uri, unavailable = self._discover(previous)
         else:
             issuers, jwks_uri = previous.issuers, previous.jwks_uri
+            unavailable = previous.unavailable
         keys, fingerprint = self._fetch_keys(jwks_uri)
         generation = 1
         if previous is not None:
             generation = previous.generation + (previous.fingerprint != fingerprint)
         metadata = Metadata(issuers=issuers, jwks_uri=jwks_uri, keys=keys,
-                            generation=generation, fingerprint=fingerprint)
+                            generation=generation, fingerprint=fingerprint,
+                            unavailable=unavailable)
         if previous is not None and previous.fingerprint != fingerprint:
             log.info("flask-obo: signing keys changed: %s", sorted(keys))
         self._metadata = metadata
@@ -240,26 +285,41 @@ class Authority:
             self._refresh_due = self._clock() + self._config.metadata_refresh_interval
         return metadata
 
-    def _discover(self) -> tuple[dict[str, str], str]:
+    def _discover(self, previous: Metadata | None,
+                  ) -> tuple[dict[str, str], str, dict[str, str]]:
+        """(issuers by version, jwks_uri, why each missing accepted version is missing)."""
         authority = self._config.authority
-        issuers: dict[str, str] = {}
         v2 = self._get_json(f"{authority}/v2.0/.well-known/openid-configuration",
                             "the v2.0 OpenID discovery document")
-        issuers["2.0"] = _string_field(v2, "issuer", "v2.0 discovery")
+        issuers = {"2.0": _string_field(v2, "issuer", "v2.0 discovery")}
         jwks_uri = _string_field(v2, "jwks_uri", "v2.0 discovery")
         if urlsplit(jwks_uri).scheme != "https":
             raise AuthorityError(f"the discovery document's jwks_uri {jwks_uri!r} is not https.")
+        unavailable: dict[str, str] = {}
         if "1.0" in self._config.accepted_versions:
-            # v1 tokens carry the v1 issuer (https://sts.windows.net/{tid}/ on Entra), which only
-            # the v1 discovery document states reliably for every cloud.
             try:
-                v1 = self._get_json(f"{authority}/.well-known/openid-configuration",
-                                    "the v1.0 OpenID discovery document")
-                issuers["1.0"] = _string_field(v1, "issuer", "v1.0 discovery")
+                issuers["1.0"] = self._v1_issuer()
             except AuthorityError as exc:
-                raise AuthorityError(f"{exc} If this API takes v2.0 tokens only, set "
-                                     "OBO_ACCEPTED_TOKEN_VERSIONS=['2.0'].") from None
-        return issuers, jwks_uri
+                held = previous.issuers.get("1.0") if previous is not None else None
+                if held is not None:  # a failed refresh keeps what it has
+                    issuers["1.0"] = held
+                    log.warning("flask-obo: keeping the v1.0 issuer held: %s", exc)
+                else:
+                    unavailable["1.0"] = str(exc)
+                    self._v1_failed(exc)
+        return issuers, jwks_uri, unavailable
+
+    def _v1_issuer(self) -> str:
+        """The v1.0 issuer, from the v1.0 discovery document: v1.0 tokens carry it
+        (https://sts.windows.net/{tid}/ on Entra), and only that document states it reliably
+        for every cloud."""
+        try:
+            v1 = self._get_json(f"{self._config.authority}/.well-known/openid-configuration",
+                                "the v1.0 OpenID discovery document")
+            return _string_field(v1, "issuer", "v1.0 discovery")
+        except AuthorityError as exc:
+            raise AuthorityError(f"{exc} If this API takes v2.0 tokens only, set "
+                                 "OBO_ACCEPTED_TOKEN_VERSIONS=['2.0'].") from None
 
     def _fetch_keys(self, jwks_uri: str) -> tuple[dict[str, Key], frozenset[tuple[str, str]]]:
         document = self._get_json(jwks_uri, "the signing keys (JWKS)")

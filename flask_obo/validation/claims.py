@@ -38,10 +38,11 @@ class TokenClaims(Mapping[str, Any]):
     scopes: frozenset[str]
     #: app roles (application permissions, or roles assigned to the user).
     roles: frozenset[str]
-    #: the calling client application: ``azp`` (v2.0) or ``appid`` (v1.0).
+    #: the calling client application: ``azp`` (v2.0) or ``appid`` (v1.0); None if absent.
     client_id: str | None
     version: str
-    #: True for a token the client obtained for itself (client credentials), without a user.
+    #: True for a token the client obtained for itself (client credentials), without a user;
+    #: never for a token that names no client.
     is_app_only: bool
     #: ``exp`` as a POSIX timestamp.
     expires_at: float
@@ -56,6 +57,9 @@ class TokenClaims(Mapping[str, Any]):
         roles = frozen.get("roles")
         scopes = frozenset(scp.split()) if isinstance(scp, str) else frozenset()
         idtyp = frozen.get("idtyp")
+        version = _text(frozen.get("ver")) or ""
+        # The client claim of the token's own version: azp (v2.0) or appid (v1.0).
+        client_id = _text(frozen.get("appid" if version == "1.0" else "azp"))
         values = {
             "_claims": frozen,
             "oid": _text(frozen.get("oid")),
@@ -64,10 +68,12 @@ class TokenClaims(Mapping[str, Any]):
             "scopes": scopes,
             "roles": frozenset(r for r in roles if isinstance(r, str))
             if isinstance(roles, tuple) else frozenset(),
-            "client_id": _text(frozen.get("azp")) or _text(frozen.get("appid")),
-            "version": _text(frozen.get("ver")) or "",
-            # idtyp is Entra's optional claim for this; without it, no scp means no user.
-            "is_app_only": idtyp == "app" if isinstance(idtyp, str) else not scopes,
+            "client_id": client_id,
+            "version": version,
+            # A token that names no client is no app's (an ID token, say). idtyp is Entra's
+            # optional claim for this; without it, no scp means no user.
+            "is_app_only": client_id is not None and (
+                idtyp == "app" if isinstance(idtyp, str) else not scopes),
             "expires_at": float(frozen.get("exp", 0)),
             "token_hash": token_hash,
         }

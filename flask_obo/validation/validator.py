@@ -3,7 +3,8 @@
 Checks run cheapest first, and nothing attacker-controlled is trusted before the signature is:
 size, shape (a JWE is refused by name), header (alg allow-list; jwk/jku/x5u/x5c and any crit
 refused), the key from the authority's jwks_uri only, the signature, then the claims (ver, iss
-per version and tenant, aud, tid, exp/nbf with the skew, scp or roles).
+per version and tenant, aud, tid, exp/nbf with the skew, scp or roles, and the client: azp
+in v2.0, appid in v1.0, which ID tokens never carry).
 
 A token seen before (the same bytes) is answered from a bounded LRU keyed by its SHA-256,
 which costs one hash and one dict lookup: exp is still checked on every request and the whole
@@ -45,6 +46,8 @@ _MAX_HEADER_CHARS = 2048
 _MAX_TIME = 1e11  # year 5138
 # Headers that would let a token name its own key, or change how it is processed.
 _FORBIDDEN_HEADERS = ("jwk", "jku", "x5u", "x5c")
+# The claim naming the client an access token was issued to, per token version.
+_CLIENT_CLAIM = {"1.0": "appid", "2.0": "azp"}
 
 # reason code -> the short, fixed description sent to the client (never token content).
 REASONS: dict[str, str] = {
@@ -64,7 +67,8 @@ REASONS: dict[str, str] = {
     "no_expiry": "The token has no valid expiry (exp).",
     "expired": "The token has expired.",
     "not_yet_valid": "The token is not valid yet (nbf).",
-    "not_access_token": "The token is not an access token: it has neither scp nor roles.",
+    "not_access_token": "The token is not an access token: it names no client (azp or appid) "
+                        "or has neither scp nor roles.",
     "claims": "The token has invalid claims.",
 }
 
@@ -243,6 +247,13 @@ class TokenValidator:
         if not (scp and scp.strip()) and not roles:
             _reject("not_access_token", f"neither scp nor roles: an ID token or a token of "
                                         f"another kind (client {_client(claims)})")
+        # An access token names the client that requested it; an ID token (which may carry
+        # roles) never does: its client is its audience.
+        client = claims.get(_CLIENT_CLAIM[version])
+        if not isinstance(client, str) or not client:
+            _reject("not_access_token", f"no {_CLIENT_CLAIM[version]} claim naming the client: "
+                                        f"an ID token (aud {clean(aud)}) or a token of another "
+                                        "kind")
 
     # -- the validated-token cache -------------------------------------------------------
 
