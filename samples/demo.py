@@ -12,20 +12,13 @@ raw. Every process it started is stopped on exit, on Ctrl-C and on failure.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
-from types import FrameType
 from typing import Any
-
-import requests
 
 from flask_obo.testing import EntraEmulator
 from flask_obo.testing.config import DEMO_CONFIG, apply_config, emulator_options
@@ -33,15 +26,11 @@ from flask_obo.testing.redis_server import RedisServer, find_redis_server
 
 from .client import SampleClient, claims_from_challenge, summarise
 from .observability import scrape
+from .processes import DemoFailure, api_process, celery_worker, free_port, on_sigterm
 
-ROOT = Path(__file__).resolve().parent.parent
 # Step 5: Alice's token lives this long, and the report outlasts it.
 SHORT_TOKEN_LIFETIME = 3  # long enough to start the job on a busy machine
 REPORT = {"pages": 3, "interval": 1.5}
-
-
-class DemoFailure(RuntimeError):
-    """A step did not do what the demo expected; the message says which and why."""
 
 
 class Trace:
@@ -61,69 +50,6 @@ class Trace:
             raise DemoFailure(why)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def _process(argv: list[str], env: dict[str, str],
-             log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``argv`` (output to ``log_path``); stopped on exit: terminated, killed if need be."""
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=log,
-                                   stderr=subprocess.STDOUT)
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@contextmanager
-def _api_process(module: str, port: int, env: dict[str, str], log_dir: str) -> Iterator[str]:
-    """Run ``python -m samples.<module>`` and wait for its /health; stop it on exit."""
-    log_path = Path(log_dir) / f"{module}.log"
-    url = f"http://127.0.0.1:{port}"
-    with _process([sys.executable, "-m", f"samples.{module}", "--port", str(port)], env,
-                  log_path) as process:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                raise DemoFailure(f"{module} exited with {process.returncode}:\n{tail}")
-            try:
-                if requests.get(url + "/health", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise DemoFailure(f"{module} did not answer on {url} within 30 s")
-            time.sleep(0.1)
-        yield url
-
-
-@contextmanager
-def _celery_worker(env: dict[str, str], log_dir: str) -> Iterator[Path]:
-    """``celery -A samples.worker worker`` (one process), stopped on exit. Not waited for:
-    jobs wait in the broker until it is ready."""
-    log_path = Path(log_dir) / "worker.log"
-    with _process([sys.executable, "-m", "celery", "-A", "samples.worker", "worker",
-                   "--pool=solo", "--loglevel=INFO", "--without-heartbeat", "--without-gossip",
-                   "--without-mingle", "--hostname", "demo@%h"], env, log_path):
-        yield log_path
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def run(trace: Trace) -> None:
     with ExitStack() as stack:
         trace.begin("0", "Start the Entra emulator and both APIs on loopback")
@@ -133,8 +59,8 @@ def run(trace: Trace) -> None:
         log_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="flask-obo-demo-"))
         base = {"OBO_AUTHORITY": emu.authority(), "OBO_CA_BUNDLE": emu.ca_bundle,
                 "PYTHONUNBUFFERED": "1"}
-        down_url = stack.enter_context(_api_process(
-            "downstream_api", _free_port(), {**base, "OBO_CLIENT_ID": down.client_id}, log_dir))
+        down_url = stack.enter_context(api_process(
+            "downstream_api", free_port(), {**base, "OBO_CLIENT_ID": down.client_id}, log_dir))
         middle_env = {
             **base,
             "OBO_CLIENT_ID": middle.client_id,
@@ -149,8 +75,8 @@ def run(trace: Trace) -> None:
                 OBO_CACHE=json.dumps({"CACHE_TYPE": "RedisCache",
                                       "CACHE_REDIS_URL": redis.url}),
                 CELERY_BROKER_URL=redis.url[:-1] + "1", CELERY_RESULT_BACKEND=redis.url[:-1] + "2")
-            worker_log = stack.enter_context(_celery_worker(middle_env, log_dir))
-        middle_url = stack.enter_context(_api_process("middle_tier", _free_port(), middle_env,
+            worker_log = stack.enter_context(celery_worker(middle_env, log_dir))
+        middle_url = stack.enter_context(api_process("middle_tier", free_port(), middle_env,
                                                       log_dir))
         # Built before the trace names the servers: MSAL's constructor swallows a Ctrl-C that
         # lands in its optional-import check (a bare except), and the demo would go on.
@@ -303,7 +229,7 @@ def _metrics(trace: Trace, emu: EntraEmulator, client: SampleClient, middle_url:
 
 
 def main() -> int:
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
     trace = Trace()
     try:
         run(trace)

@@ -22,7 +22,7 @@ from contextlib import ExitStack
 from flask_obo.testing import DEFAULT_ONE_TIME_CODE, EntraEmulator
 from flask_obo.testing.config import DEMO_CONFIG, apply_config, emulator_options
 
-from .demo import DemoFailure, _api_process, _free_port, _on_sigterm
+from .processes import DemoFailure, api_process, free_port, on_sigterm
 from .spa_server import SPA
 
 SPA_CLIENT_ID = "5fa0c1e2-0000-4000-8000-0000000005ba"
@@ -72,10 +72,10 @@ def run(port: int, emulator_port: int, stop: threading.Event) -> None:
         base = {"OBO_AUTHORITY": emu.authority(), "OBO_CA_BUNDLE": emu.ca_bundle,
                 "PYTHONUNBUFFERED": "1"}
         print(f"Entra emulator   {emu.authority()}", flush=True)
-        down_url = stack.enter_context(_api_process(
-            "downstream_api", _free_port(), {**base, "OBO_CLIENT_ID": down.client_id}, log_dir))
+        down_url = stack.enter_context(api_process(
+            "downstream_api", free_port(), {**base, "OBO_CLIENT_ID": down.client_id}, log_dir))
         print(f"downstream API   {down_url}", flush=True)
-        middle_url = stack.enter_context(_api_process("middle_tier", _free_port(), {
+        middle_url = stack.enter_context(api_process("middle_tier", free_port(), {
             **base,
             "OBO_CLIENT_ID": middle.client_id,
             "OBO_CLIENT_SECRET": "middle-tier-secret",
@@ -84,7 +84,7 @@ def run(port: int, emulator_port: int, stop: threading.Event) -> None:
             "CORS_ORIGINS": json.dumps([origin]),
         }, log_dir))
         print(f"middle tier      {middle_url}", flush=True)
-        stack.enter_context(_api_process("spa_server", port, {
+        stack.enter_context(api_process("spa_server", port, {
             "SPA_AUTHORITY": emu.authority(), "SPA_CLIENT_ID": spa.client_id,
             "SPA_API_SCOPE": f"{middle.app_id_uri}/access_as_user", "SPA_API_URL": middle_url,
         }, log_dir))
@@ -101,10 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--emulator-port", type=int, default=0,
                         help="the emulator's port (0: any free port)")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
     stop = threading.Event()  # set by nobody: Ctrl-C (KeyboardInterrupt) ends the wait
     try:
-        run(args.port or _free_port(), args.emulator_port, stop)
+        run(args.port or free_port(), args.emulator_port, stop)
     except KeyboardInterrupt:
         print("\nStopped: the emulator, both APIs and the SPA server.", flush=True)
         return 0
