@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support.processes import checkout_processes
+
 from flask_obo.testing.redis_server import find_redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
+DEMO_PROCESSES = ("middle_tier", "downstream_api", "worker")  # samples.<module>
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.?")
 
 
@@ -50,23 +53,6 @@ def test_demo_runs_the_whole_chain_and_never_prints_a_token() -> None:
     assert "Traceback" not in out
 
 
-def _api_processes() -> list[str]:
-    """The demo's processes of this checkout (by their working directory: another checkout's
-    demo may run on the same machine)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if (proc / "cwd").resolve() != ROOT:
-                continue
-        except OSError:
-            continue
-        if any(f"samples.{name}" in cmdline
-               for name in ("middle_tier", "downstream_api", "worker")):
-            found.append(cmdline)
-    return found
-
-
 def test_ctrl_c_stops_every_process_and_says_where() -> None:
     import signal
 
@@ -81,10 +67,10 @@ def test_ctrl_c_stops_every_process_and_says_where() -> None:
         lines.append(line)
         if "middle tier " in line:
             break
-    assert _api_processes(), "the demo's API processes should be running now"
+    assert checkout_processes(*DEMO_PROCESSES), "the demo's API processes should be running now"
     process.send_signal(signal.SIGINT)
     out = "".join(lines) + process.communicate(timeout=60)[0]
     assert process.returncode == 130, out
     assert "Interrupted during step" in out
     assert "Traceback" not in out
-    assert _api_processes() == []
+    assert checkout_processes(*DEMO_PROCESSES) == []

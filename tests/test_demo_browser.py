@@ -12,24 +12,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from support.processes import checkout_processes
 
 ROOT = Path(__file__).resolve().parent.parent
+DEMO_PROCESSES = ("middle_tier", "downstream_api", "spa_server")  # samples.<module>
 MSAL = ROOT / "samples/spa/node_modules/@azure/msal-browser"
-
-
-def _sample_processes() -> list[str]:
-    """The demo's processes of this checkout (other checkouts may run their own demo)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if (proc / "cwd").resolve() != ROOT:
-                continue
-        except OSError:
-            continue
-        if re.search(r"samples\.(middle_tier|downstream_api|spa_server)", cmdline):
-            found.append(cmdline)
-    return found
 
 
 def test_demo_browser_serves_the_spa_prints_credentials_and_stops_on_ctrl_c() -> None:
@@ -64,11 +51,11 @@ def test_demo_browser_serves_the_spa_prints_credentials_and_stops_on_ctrl_c() ->
             "Origin": spa.group(1).rstrip("/"), "Access-Control-Request-Method": "GET",
             "Access-Control-Request-Headers": "authorization"})
         assert preflight.headers["Access-Control-Allow-Origin"] == spa.group(1).rstrip("/")
-        assert _sample_processes(), "the APIs and the SPA server should be running now"
+        assert checkout_processes(*DEMO_PROCESSES), "the APIs and the SPA server should run now"
     finally:
         process.send_signal(signal.SIGINT)
         out += process.communicate(timeout=60)[0]
     assert process.returncode == 0, out
     assert "Stopped: the emulator, both APIs and the SPA server." in out
     assert "Traceback" not in out
-    assert _sample_processes() == []
+    assert checkout_processes(*DEMO_PROCESSES) == []

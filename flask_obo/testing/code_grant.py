@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 from .codes import AuthorizationCode
 from .errors import EntraError
-from .issuance import UserTokenRequest
 from .scopes import parse_scope
 
 if TYPE_CHECKING:
@@ -131,13 +130,7 @@ def redeem_code(endpoint: TokenEndpoint, ctx: _Call) -> dict[str, Any]:
             nonce=code.nonce, spa_refresh_expires_at=spa_expiry))
         return body
     resource = endpoint._resource(scope, code.tenant_id)
-    scopes = endpoint._delegated_scopes(scope, code.tenant_id, ident.app, resource, user)
-    endpoint._check_mfa(user, code.tenant_id, resource, list(code.amr))
-    req = UserTokenRequest(
-        user=user, tenant_id=code.tenant_id, resource=resource,
-        audience=endpoint._audience(scope, resource), client=ident.app, client_acr=ident.acr,
-        scopes=scopes, roles=sorted(user.app_roles.get(resource.client_id, set())),
-        amr=list(code.amr), version=resource.access_token_version,
-    )
+    req = endpoint._user_token_request(scope, code.tenant_id, ident, user, resource,
+                                       list(code.amr))
     return endpoint._user_response(ctx, req, scope, code.auth_time, nonce=code.nonce,
                                    spa_refresh_expires_at=spa_expiry)

@@ -195,6 +195,18 @@ class TokenEndpoint:
                 claims={"access_token": {"capolids": {"essential": True, "values": [policy]}}},
             )
 
+    def _user_token_request(self, scope: ScopeRequest, tenant_id: str, ident: ClientIdentity,
+                            user: User, resource: App, amr: list[str]) -> UserTokenRequest:
+        """What a user's access token will hold, once consent and MFA are checked."""
+        scopes = self._delegated_scopes(scope, tenant_id, ident.app, resource, user)
+        self._check_mfa(user, tenant_id, resource, amr)
+        return UserTokenRequest(
+            user=user, tenant_id=tenant_id, resource=resource,
+            audience=self._audience(scope, resource), client=ident.app, client_acr=ident.acr,
+            scopes=scopes, roles=sorted(user.app_roles.get(resource.client_id, set())), amr=amr,
+            version=resource.access_token_version,
+        )
+
     def _user_response(self, ctx: _Call, req: UserTokenRequest, scope: ScopeRequest,
                        auth_time: float, *, obo: bool = False, nonce: str | None = None,
                        spa_refresh_expires_at: float | None = None) -> dict[str, Any]:
@@ -254,16 +266,9 @@ class TokenEndpoint:
             raise _revoked(issued, user.sessions_revoked_at)
         scope = parse_scope(ctx.form.get("scope"), self.directory)
         resource = self._resource(scope, tid)
-        scopes = self._delegated_scopes(scope, tid, ident.app, resource, user)
         amr_claim = claims.get("amr")
         amr = [str(a) for a in amr_claim] if isinstance(amr_claim, list) else ["pwd"]
-        self._check_mfa(user, tid, resource, amr)
-        req = UserTokenRequest(
-            user=user, tenant_id=tid, resource=resource, audience=self._audience(scope, resource),
-            client=ident.app, client_acr=ident.acr, scopes=scopes,
-            roles=sorted(user.app_roles.get(resource.client_id, set())), amr=amr,
-            version=resource.access_token_version,
-        )
+        req = self._user_token_request(scope, tid, ident, user, resource, amr)
         return self._user_response(ctx, req, scope, issued, obo=True)
 
     def _verify_user_assertion(self, assertion: str, client: App,
@@ -347,14 +352,8 @@ class TokenEndpoint:
             [f"{grant.resource_identifier}/{s}" for s in grant.scopes] + ["offline_access"])
         scope = parse_scope(raw_scope, self.directory)
         resource = self._resource(scope, grant.tenant_id)
-        scopes = self._delegated_scopes(scope, grant.tenant_id, ident.app, resource, user)
-        self._check_mfa(user, grant.tenant_id, resource, list(grant.amr))
-        req = UserTokenRequest(
-            user=user, tenant_id=grant.tenant_id, resource=resource,
-            audience=self._audience(scope, resource), client=ident.app, client_acr=ident.acr,
-            scopes=scopes, roles=sorted(user.app_roles.get(resource.client_id, set())),
-            amr=list(grant.amr), version=resource.access_token_version,
-        )
+        req = self._user_token_request(scope, grant.tenant_id, ident, user, resource,
+                                       list(grant.amr))
         return self._user_response(
             ctx, req, scope, grant.auth_time,
             spa_refresh_expires_at=grant.expires_at if grant.spa else None)
@@ -387,20 +386,13 @@ class TokenEndpoint:
         if scope.names:  # the user consents at sign-in
             self.directory.grant(tenant_id=tid, client=ident.app, resource=resource,
                                  scopes=scope.names, user=user)
-        scopes = self._delegated_scopes(scope, tid, ident.app, resource, user)
         amr = amr_for(False)
         if _asks_step_up(ctx.form.get("claims")):
             if not user.mfa_passes:
                 raise EntraError("invalid_grant", 500121,
                                  "Authentication failed during strong authentication request.")
             amr = amr_for(True)
-        self._check_mfa(user, tid, resource, amr)
-        req = UserTokenRequest(
-            user=user, tenant_id=tid, resource=resource, audience=self._audience(scope, resource),
-            client=ident.app, client_acr=ident.acr, scopes=scopes,
-            roles=sorted(user.app_roles.get(resource.client_id, set())), amr=amr,
-            version=resource.access_token_version,
-        )
+        req = self._user_token_request(scope, tid, ident, user, resource, amr)
         return self._user_response(ctx, req, scope, time.time())
 
 

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TESTS", "flask_environment", "stop_process"]
+__all__ = ["TESTS", "checkout_processes", "flask_environment", "stop_process"]
 
 #: the suite's directory: the processes' working directory, where their apps' modules live
 TESTS = Path(__file__).resolve().parents[1]
@@ -41,3 +41,20 @@ def stop_process(process: subprocess.Popen[Any], *, sig: int = signal.SIGTERM,
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout)
+
+
+def checkout_processes(*modules: str) -> list[str]:
+    """The command lines of running ``samples.<module>`` processes started from this checkout
+    (by their working directory: another checkout's demo may run on the same machine)."""
+    root = TESTS.parent
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if (proc / "cwd").resolve() != root:
+                continue
+        except OSError:
+            continue
+        if any(f"samples.{module}" in cmdline for module in modules):
+            found.append(cmdline)
+    return found
