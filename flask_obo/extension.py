@@ -57,7 +57,8 @@ class FlaskOBO:
     ) -> None:
         self._cache = cache
         self._error_renderer = error_renderer
-        # Epoch seconds for every token lifetime and schedule; tests pass one they control.
+        # Epoch seconds for every token lifetime, schedule and retry window; tests pass one
+        # they control.
         self._clock = clock
         if app is not None:
             self.init_app(app)

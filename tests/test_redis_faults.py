@@ -6,8 +6,9 @@ mid-run, hung (SIGSTOP). The documented behaviour, each time:
   and the in-process cache keeps serving what it holds (so a user already served needs no new
   call);
 - the outage is logged once (an ERROR, not one per request), and no log line holds a token;
-- when Redis is back, entries are shared again: another instance reads them without calling
-  the identity provider.
+- when Redis is back, entries are shared again once the bypass is over (5 s on FlaskOBO's
+  clock, which the tests move): another instance reads them without calling the identity
+  provider.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from typing import Any
 import pytest
 from support.apps import MakeMiddle, Middle
 from support.redis import leaks, raw_values
-from support.timing import wait_for
+from support.timing import Clock, wait_for
 
 from flask_obo.testing.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
+
+BYPASS_SECONDS = 5  # documented: the backend is bypassed for 5 s after a failure
 
 @pytest.fixture
 def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
@@ -51,8 +54,9 @@ def assert_no_token_logged(logs: pytest.LogCaptureFixture, downstream_tokens: li
 
 
 def assert_sharing_resumes(make: MakeMiddle, middle: Middle, server: RedisServer,
-                           entra: Any) -> None:
-    """New entries reach Redis again (after the bypass), and another instance reads them."""
+                           entra: Any, clock: Clock) -> None:
+    """While the bypass lasts, Redis is left alone though it is back; after it, new entries
+    reach Redis again, and another instance reads them."""
     attempts = itertools.count()
     last: dict[str, Any] = {}
 
@@ -64,17 +68,25 @@ def assert_sharing_resumes(make: MakeMiddle, middle: Middle, server: RedisServer
         last.update(user=user, token=token)
         return bool(set(raw_values(server.url)) - before)
 
-    assert wait_for(stored_again, timeout=12, interval=0.5), "entries never reached Redis again"
+    assert not stored_again(), "Redis was used again before the bypass was over"
+    clock.advance(BYPASS_SECONDS - 1)
+    assert not stored_again(), "Redis was used again before the bypass was over"
+
+    def past_the_bypass() -> bool:
+        clock.advance(BYPASS_SECONDS)  # past the window the last failure (if any) opened
+        return stored_again()
+
+    assert wait_for(past_the_bypass, timeout=10, interval=0.05), "entries never reached Redis"
     calls = len(middle.obo_calls())
-    served(make(server.url), last["token"], last["user"].oid)
+    served(make(server.url, clock=clock), last["token"], last["user"].oid)
     assert len(middle.obo_calls()) == calls
 
 
 def test_redis_down_at_start(make_redis_middle: MakeMiddle, redis_server: RedisServer,
                              entra: Any, downstream_tokens: list[str],
-                             logs: pytest.LogCaptureFixture) -> None:
+                             logs: pytest.LogCaptureFixture, clock: Clock) -> None:
     redis_server.stop()
-    middle = make_redis_middle(redis_server.url)  # init_app does not need Redis
+    middle = make_redis_middle(redis_server.url, clock=clock)  # init_app does not need Redis
     users = [entra.add_user(f"user{i}") for i in range(3)]
     tokens = [middle.token_for(user) for user in users]
     for _ in range(2):
@@ -85,14 +97,14 @@ def test_redis_down_at_start(make_redis_middle: MakeMiddle, redis_server: RedisS
     assert len(errors) == 1 and "RedisCache" in errors[0], errors
 
     redis_server.start()
-    assert_sharing_resumes(make_redis_middle, middle, redis_server, entra)
+    assert_sharing_resumes(make_redis_middle, middle, redis_server, entra, clock)
     assert_no_token_logged(logs, downstream_tokens, tokens)
 
 
 def test_redis_killed_mid_run(make_redis_middle: MakeMiddle, redis_server: RedisServer,
                               entra: Any, downstream_tokens: list[str],
-                              logs: pytest.LogCaptureFixture) -> None:
-    middle = make_redis_middle(redis_server.url)
+                              logs: pytest.LogCaptureFixture, clock: Clock) -> None:
+    middle = make_redis_middle(redis_server.url, clock=clock)
     alice, bob = entra.add_user("alice"), entra.add_user("bob")
     tokens = [middle.token_for(alice), middle.token_for(bob)]
     served(middle, tokens[0], alice.oid)
@@ -107,14 +119,15 @@ def test_redis_killed_mid_run(make_redis_middle: MakeMiddle, redis_server: Redis
     assert len(outage_errors(logs)) == 1
 
     redis_server.start()
-    assert_sharing_resumes(make_redis_middle, middle, redis_server, entra)
+    assert_sharing_resumes(make_redis_middle, middle, redis_server, entra, clock)
     assert_no_token_logged(logs, downstream_tokens, tokens)
 
 
 def test_redis_hung(make_redis_middle: MakeMiddle, redis_server: RedisServer, entra: Any,
-                    downstream_tokens: list[str], logs: pytest.LogCaptureFixture) -> None:
-    middle = make_redis_middle(redis_server.url)
-    other_instance = make_redis_middle(redis_server.url)
+                    clock: Clock, downstream_tokens: list[str],
+                    logs: pytest.LogCaptureFixture) -> None:
+    middle = make_redis_middle(redis_server.url, clock=clock)
+    other_instance = make_redis_middle(redis_server.url, clock=clock)
     alice = entra.add_user("alice")
     users = [entra.add_user(f"user{i}") for i in range(3)]
     tokens = {user.oid: middle.token_for(user) for user in [alice, *users]}
@@ -133,5 +146,5 @@ def test_redis_hung(make_redis_middle: MakeMiddle, redis_server: RedisServer, en
         assert len(errors) == 2 and all("TimeoutError" in e for e in errors), errors  # one each
     finally:
         redis_server.resume()
-    assert_sharing_resumes(make_redis_middle, middle, redis_server, entra)
+    assert_sharing_resumes(make_redis_middle, middle, redis_server, entra, clock)
     assert_no_token_logged(logs, downstream_tokens, list(tokens.values()))

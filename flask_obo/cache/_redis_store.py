@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = ["REDIS_CACHE_TYPES", "RedisEntryStore", "is_redis_backend", "with_redis_defaults"]
@@ -90,12 +90,13 @@ class RedisEntryStore:
     #: entries here are readable by other processes and hosts (OboTokenCache.shared)
     shared = True
 
-    def __init__(self, backend: Any) -> None:
+    def __init__(self, backend: Any, *, clock: Callable[[], float] = time.time) -> None:
         self.backend = backend
+        self._clock = clock  # the token cache's: a test moves both
         self.backend_name = type(backend).__name__
         self.client = _fast_client(backend._write_client, self.backend_name)
         self._prefix = backend.key_prefix
-        self._failed_at = -_RETRY_AFTER
+        self._failed_at = float("-inf")
 
     def __repr__(self) -> str:
         return f"<RedisEntryStore on {self.backend_name}>"
@@ -129,11 +130,12 @@ class RedisEntryStore:
 
     # health --------------------------------------------------------------------------------
     def note_failure(self) -> None:
-        self._failed_at = time.monotonic()
+        self._failed_at = self._clock()
 
     @property
     def recently_failed(self) -> bool:
-        return time.monotonic() - self._failed_at < _RETRY_AFTER
+        # A clock set back (the wall clock can be) ends the window rather than stretching it.
+        return 0 <= self._clock() - self._failed_at < _RETRY_AFTER
 
 
 def _fast_client(client: Any, backend_name: str) -> Any:

@@ -66,8 +66,9 @@ def build_token_cache(app: Flask, config: OboConfig, cache: Any | None,
     if isinstance(backend, _UNPICKLING):
         raise _unpickling(name)
     lock_factory = None
+    clock = clock or time.time
     if is_redis_backend(backend):
-        backend = RedisEntryStore(backend)
+        backend = RedisEntryStore(backend, clock=clock)
         lock_factory = RedisLocks(backend, ttl=config.cache_lock_timeout)
     shared = type(backend) not in _IN_PROCESS
     return OboTokenCache(
@@ -82,7 +83,7 @@ def build_token_cache(app: Flask, config: OboConfig, cache: Any | None,
         # discovery and the token call, each bounded by the HTTP timeout, plus one retry.
         wait_timeout=config.cache_lock_timeout + 1 + 3 * config.http_timeout,
         local_size=config.cache_local_size,
-        clock=clock or time.time,
+        clock=clock,
     )
 
 

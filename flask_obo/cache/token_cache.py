@@ -133,7 +133,7 @@ class OboTokenCache:
         self._stats_lock = threading.Lock()
         # Cross-process mutual exclusion around a fill (Redis locks); in-process: none needed.
         self._lock_factory = lock_factory or (lambda key: contextlib.nullcontext())
-        self._backend_down_until = 0.0
+        self._backend_failed_at = float("-inf")
         self._last_log = 0.0
 
     def key(self, kind: str, client_id: str, tenant: str, subject: str,
@@ -243,13 +243,17 @@ class OboTokenCache:
 
     # backend -------------------------------------------------------------------------------
     def _backend_call(self, op: str, *args: Any) -> Any:
-        if self.backend is None or time.monotonic() < self._backend_down_until:
+        # Bypassed for a while after a failure, on the cache's clock (a test moves it); a clock
+        # set back ends the bypass rather than stretching it.
+        if self.backend is None:
+            return None
+        if 0 <= self.clock() - self._backend_failed_at < _BACKEND_RETRY_AFTER:
             return None
         try:
             return getattr(self.backend, op)(*args)
         except Exception as exc:
             telemetry.cache_error(op)
-            self._backend_down_until = time.monotonic() + _BACKEND_RETRY_AFTER
+            self._backend_failed_at = self.clock()
             now = time.monotonic()
             if now - self._last_log >= _LOG_INTERVAL:
                 self._last_log = now
