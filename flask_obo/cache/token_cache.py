@@ -134,7 +134,7 @@ class OboTokenCache:
         # Cross-process mutual exclusion around a fill (Redis locks); in-process: none needed.
         self._lock_factory = lock_factory or (lambda key: contextlib.nullcontext())
         self._backend_failed_at = float("-inf")
-        self._last_log = 0.0
+        self._last_log = float("-inf")  # the first failure is logged, whatever the uptime
 
     def key(self, kind: str, client_id: str, tenant: str, subject: str,
             scopes: Iterable[str]) -> str:
