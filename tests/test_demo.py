@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from support.processes import checkout_processes
+from support.processes import checkout_processes, start_demo
 
 from flask_obo.testing.redis_server import find_redis_server
 
@@ -54,13 +55,7 @@ def test_demo_runs_the_whole_chain_and_never_prints_a_token() -> None:
 
 
 def test_ctrl_c_stops_every_process_and_says_where() -> None:
-    import signal
-
-    process = subprocess.Popen(
-        [sys.executable, "-m", "samples.demo"], cwd=ROOT, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    process = start_demo("demo")
     assert process.stdout is not None
     lines = []
     for line in process.stdout:  # interrupt once both APIs run (the trace names them)

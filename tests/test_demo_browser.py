@@ -6,13 +6,11 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import requests
-from support.processes import checkout_processes
+from support.processes import checkout_processes, start_demo
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_PROCESSES = ("middle_tier", "downstream_api", "spa_server")  # samples.<module>
@@ -24,11 +22,7 @@ def test_demo_browser_serves_the_spa_prints_credentials_and_stops_on_ctrl_c() ->
         if os.environ.get("CI") == "true":
             pytest.fail("samples/spa/node_modules is missing (make test runs npm ci)")
         pytest.skip("MSAL.js is not installed: run `npm ci` in samples/spa")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "samples.demo_browser"], cwd=ROOT, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    process = start_demo("demo_browser")
     assert process.stdout is not None
     lines = []
     for line in process.stdout:  # until the banner's last line

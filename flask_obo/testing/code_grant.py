@@ -90,8 +90,6 @@ def _find(endpoint: TokenEndpoint, ctx: _Call) -> AuthorizationCode:
 
 def redeem_code(endpoint: TokenEndpoint, ctx: _Call) -> dict[str, Any]:
     """``grant_type=authorization_code``. Raises EntraError."""
-    from .grants import _revoked
-
     code = _find(endpoint, ctx)
     ctx.record["platform"] = code.platform
     check_origin(code.platform == "spa", ctx.origin)
@@ -112,13 +110,7 @@ def redeem_code(endpoint: TokenEndpoint, ctx: _Call) -> dict[str, Any]:
                          "specified in the request does not match the redirect URI used when "
                          "requesting the authorization code.")
     _verify_pkce(code, ctx.form.get("code_verifier"))
-    user = endpoint.directory.user(code.oid)
-    if user is None or not user.enabled:
-        raise EntraError("invalid_grant", 50034, "The user account does not exist in the "
-                         f"{code.tenant_id} directory, or is disabled.")
-    ctx.record["user"] = user.username
-    if user.sessions_revoked_at is not None and code.auth_time < user.sessions_revoked_at:
-        raise _revoked(code.auth_time, user.sessions_revoked_at)
+    user = endpoint._active_user(ctx, code.oid, code.tenant_id, code.auth_time)
     scope = parse_scope(ctx.form.get("scope") or code.scope, endpoint.directory)
     spa_expiry = time.time() + SPA_REFRESH_TOKEN_LIFETIME if code.platform == "spa" else None
     want_client_info = ctx.form.get("client_info") == "1"

@@ -195,6 +195,18 @@ class TokenEndpoint:
                 claims={"access_token": {"capolids": {"essential": True, "values": [policy]}}},
             )
 
+    def _active_user(self, ctx: _Call, oid: str, tenant_id: str, since: float) -> User:
+        """The enabled user ``oid``, whose sessions were not revoked after ``since`` (when the
+        grant or assertion was issued)."""
+        user = self.directory.user(oid)
+        if user is None or not user.enabled:
+            raise EntraError("invalid_grant", 50034, "The user account does not exist in the "
+                             f"{tenant_id} directory, or is disabled.")
+        ctx.record["user"] = user.username
+        if user.sessions_revoked_at is not None and since < user.sessions_revoked_at:
+            raise _revoked(since, user.sessions_revoked_at)
+        return user
+
     def _user_token_request(self, scope: ScopeRequest, tenant_id: str, ident: ClientIdentity,
                             user: User, resource: App, amr: list[str]) -> UserTokenRequest:
         """What a user's access token will hold, once consent and MFA are checked."""
@@ -256,14 +268,8 @@ class TokenEndpoint:
         if not self.directory.app_visible_in(ident.app, tid):
             raise EntraError("unauthorized_client", 700016, f"Application with identifier "
                              f"'{ident.app.client_id}' was not found in the directory '{tid}'.")
-        user = self.directory.user(str(claims.get("oid")))
-        if user is None or not user.enabled:
-            raise EntraError("invalid_grant", 50034, "The user account does not exist in the "
-                             f"{tid} directory, or is disabled.")
-        ctx.record["user"] = user.username
         issued = self.factory.tokens.issued_at(claims) or 0.0
-        if user.sessions_revoked_at is not None and issued < user.sessions_revoked_at:
-            raise _revoked(issued, user.sessions_revoked_at)
+        user = self._active_user(ctx, str(claims.get("oid")), tid, issued)
         scope = parse_scope(ctx.form.get("scope"), self.directory)
         resource = self._resource(scope, tid)
         amr_claim = claims.get("amr")
@@ -335,13 +341,7 @@ class TokenEndpoint:
         if time.time() > grant.expires_at:
             raise EntraError("invalid_grant", 70008, "The provided authorization code or "
                              "refresh token has expired due to inactivity.")
-        user = self.directory.user(grant.oid)
-        if user is None or not user.enabled:
-            raise EntraError("invalid_grant", 50034, "The user account does not exist in the "
-                             f"{grant.tenant_id} directory, or is disabled.")
-        ctx.record["user"] = user.username
-        if user.sessions_revoked_at is not None and grant.auth_time < user.sessions_revoked_at:
-            raise _revoked(grant.auth_time, user.sessions_revoked_at)
+        user = self._active_user(ctx, grant.oid, grant.tenant_id, grant.auth_time)
         max_age = self.factory.lifetimes.refresh_token_max_age
         if max_age is not None and time.time() - grant.auth_time > max_age:
             raise EntraError(

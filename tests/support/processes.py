@@ -8,10 +8,11 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TESTS", "checkout_processes", "flask_environment", "stop_process"]
+__all__ = ["TESTS", "checkout_processes", "flask_environment", "start_demo", "stop_process"]
 
 #: the suite's directory: the processes' working directory, where their apps' modules live
 TESTS = Path(__file__).resolve().parents[1]
@@ -58,3 +59,13 @@ def checkout_processes(*modules: str) -> list[str]:
         if any(f"samples.{module}" in cmdline for module in modules):
             found.append(cmdline)
     return found
+
+
+def start_demo(module: str) -> subprocess.Popen[str]:
+    """``python -m samples.<module>`` from the checkout, its output as text lines on
+    ``stdout``; Ctrl-C (SIGINT) reaches it as a KeyboardInterrupt, as in a terminal."""
+    return subprocess.Popen(
+        [sys.executable, "-m", f"samples.{module}"], cwd=TESTS.parent, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
